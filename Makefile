@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make quickstart` (the main job) and `make test`.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+DATA    ?= ../shared/data
+DATASET ?= isbi2015
+
+.PHONY: quickstart test reproduce benchmarks clean-venv
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[dev,notebooks]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(PY) -m farnetlib.reproduce quickstart
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+reproduce: $(STAMP)
+	$(PY) -m farnetlib.reproduce dataset --dataset $(DATASET) --root $(DATA)/$(DATASET)
+
+benchmarks: $(STAMP)
+	$(PY) benchmarks/run_all.py --data $(DATA)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,114 @@
+"""FARNet: Feature Aggregation and Refinement Network (Ao & Wu, J. Digit. Imaging 36, 2023).
+
+Data flow (``K`` landmarks, input ``H x W`` with sides divisible by 32)::
+
+    image ─ backbone ─ F1 (1/2)  F2 (1/4)  F3 (1/8)  F4 (1/16)  F5 (1/32)
+      │                 MSFA: top-down (T5 → T4 → T3 → M2), bottom-up (M2 → B3 → B4 → B5),
+      │                       second top-down (B5 → … → M2 → D1 at 1/2, with F1)
+      │                 coarse head on D1 ─────────────────────────────→ coarse (K, H/2, W/2)
+      └ F0 = 1x1 conv (full res) ─┐
+                FR: up(D1) ⊕ up(coarse) ⊕ F0 → 3x3 → 1x1 ───────────→ fine   (K, H, W)
+
+The wiring follows the authors' reference implementation (DenseNet121, 800 x 640). Every conv
+block is conv + BatchNorm + ReLU except the two final 1x1 convs that output heatmaps (the 3x3
+convs of the heads are blocks, so that the head is not two stacked linear maps). Upsampling is
+bilinear. Decoder widths are the reference ones; backbone widths are read from the backbone.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import build_backbone
+
+__all__ = ["FARNet", "FARNetOutput", "farnet"]
+
+
+class FARNetOutput(NamedTuple):
+    coarse: torch.Tensor  # (N, K, H/2, W/2)
+    fine: torch.Tensor  # (N, K, H, W) — used for inference
+
+
+def _block(cin: int, cout: int, k: int = 1, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _up_cat(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([x, skip], dim=1)
+
+
+class FARNet(nn.Module):
+    """FARNet for ``num_landmarks`` heatmaps.
+
+    Args:
+        num_landmarks: number of landmarks ``K`` (19 ceph, 37 hand, 68 spine).
+        backbone: a name from :data:`farnetlib.backbones.BACKBONES` (default ``densenet121`` as in
+            the paper).
+        weights: ``None`` (random init), ``"imagenet"`` (torchvision weights from the torch cache,
+            or downloaded where there is internet) or a path to a backbone state dict.
+        allow_download: with ``weights="imagenet"``, whether a missing cache file may be fetched.
+    """
+
+    def __init__(self, num_landmarks: int, backbone: str = "densenet121",
+                 weights: str | os.PathLike | None = None, allow_download: bool = True) -> None:
+        super().__init__()
+        if num_landmarks < 1:
+            raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}")
+        self.num_landmarks = num_landmarks
+        self.backbone_name = backbone
+        bb = build_backbone(backbone, weights=weights, allow_download=allow_download)
+        self.backbone = bb.body
+        c1, c2, c3, c4, c5 = bb.channels
+        k = num_landmarks
+        self.f0 = _block(3, 32, 1)
+        # MSFA, top-down
+        self.t5 = nn.Sequential(_block(c5, 512, 3), _block(512, 256, 1))
+        self.t4 = _block(256 + c4, 256)
+        self.t3 = _block(256 + c3, 256)
+        self.m2 = _block(256 + c2, 256)
+        # MSFA, bottom-up
+        self.down3, self.b3 = _block(256, 512, 3, 2), _block(512 + 256, 512)
+        self.down4, self.b4 = _block(512, 1024, 3, 2), _block(1024 + 256, 1024)
+        self.down5, self.b5 = _block(1024, 2048, 3, 2), _block(2048 + 256, 1024, 3)
+        # MSFA, second top-down
+        self.u5 = _block(1024, 256)
+        self.u4 = _block(256 + 1024, 256)
+        self.u3 = _block(256 + 512, 256)
+        self.u2 = _block(256 + 256, 128)
+        self.d1 = _block(128 + c1, 64)
+        # heads
+        self.coarse_head = nn.Sequential(_block(64, 64, 3), nn.Conv2d(64, k, 1))
+        self.fine_head = nn.Sequential(_block(64 + k + 32, 64, 3), nn.Conv2d(64, k, 1))
+
+    def forward(self, x: torch.Tensor) -> FARNetOutput:
+        h, w = x.shape[-2:]
+        if h % 32 or w % 32:
+            raise ValueError(f"FARNet input sides must be multiples of 32, got {h} x {w}")
+        f0 = self.f0(x)
+        f1, f2, f3, f4, f5 = self.backbone(x).values()
+        t5 = self.t5(f5)
+        t4 = self.t4(_up_cat(t5, f4))
+        t3 = self.t3(_up_cat(t4, f3))
+        m2 = self.m2(_up_cat(t3, f2))
+        b3 = self.b3(torch.cat([self.down3(m2), t3], 1))
+        b4 = self.b4(torch.cat([self.down4(b3), t4], 1))
+        b5 = self.b5(torch.cat([self.down5(b4), t5], 1))
+        u = self.u4(_up_cat(self.u5(b5), b4))
+        u = self.u3(_up_cat(u, b3))
+        u = self.u2(_up_cat(u, m2))
+        d1 = self.d1(_up_cat(u, f1))
+        coarse = self.coarse_head(d1)
+        up = lambda t: F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)  # noqa: E731
+        fine = self.fine_head(torch.cat([up(d1), up(coarse), f0], 1))
+        return FARNetOutput(coarse=coarse, fine=fine)
+
+
+def farnet(num_landmarks: int, backbone: str = "densenet121", **kwargs) -> FARNet:
+    """Builder in torchvision style: ``farnet(19)`` is the paper's ceph model."""
+    return FARNet(num_landmarks, backbone=backbone, **kwargs)

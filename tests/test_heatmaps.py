@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from farnetlib.heatmaps import ArgmaxDecoder, GaussianHeatmapEncoder, QuadraticDecoder, build_decoder, rescale_points
+
+
+def _random_points(n, h, w, margin=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return torch.tensor(np.stack([rng.uniform(margin, w - 1 - margin, n), rng.uniform(margin, h - 1 - margin, n)], 1),
+                        dtype=torch.float32)
+
+
+def test_encoder_peak_is_one_at_integer_landmark_and_pixel_centre_convention():
+    hm = GaussianHeatmapEncoder(sigma=3).encode(torch.tensor([[5.0, 7.0]]), (16, 12))
+    assert hm.shape == (1, 16, 12)
+    assert hm[0, 7, 5].item() == pytest.approx(1.0)  # row = y, column = x
+    assert hm[0, 7, 6].item() == pytest.approx(np.exp(-1 / 18), rel=1e-6)
+    assert hm.max().item() == pytest.approx(1.0)
+
+
+def test_encoder_batched_matches_unbatched():
+    enc = GaussianHeatmapEncoder(sigma=2)
+    pts = _random_points(6, 20, 24).reshape(2, 3, 2)
+    batched = enc.encode(pts, (20, 24))
+    assert batched.shape == (2, 3, 20, 24)
+    assert torch.allclose(batched[1], enc.encode(pts[1], (20, 24)))
+
+
+@pytest.mark.parametrize("sigma", [1.5, 3.0, 10.0])
+def test_decoders_on_synthetic_gaussians_at_random_subpixel_positions(sigma):
+    h, w = 96, 80
+    pts = _random_points(200, h, w, margin=4, seed=int(sigma * 10))
+    hms = GaussianHeatmapEncoder(sigma).encode(pts, (h, w))[None]  # (1, 200, H, W)
+    arg, _ = ArgmaxDecoder().decode(hms)
+    sub, peak = QuadraticDecoder().decode(hms)
+    arg_err = (arg[0] - pts).abs()
+    assert arg_err.max().item() <= 0.5 + 1e-5  # per axis
+    sub_err = (sub[0] - pts).norm(dim=-1)
+    assert sub_err.max().item() <= 0.05
+    assert sub_err.mean().item() < (arg[0] - pts).norm(dim=-1).mean().item() / 10
+    assert peak.min().item() > 0.5
+
+
+def test_quadratic_decoder_keeps_argmax_at_the_border():
+    hm = GaussianHeatmapEncoder(2).encode(torch.tensor([[0.0, 5.2]]), (12, 12))[None]
+    pts, _ = QuadraticDecoder().decode(hm)
+    assert pts[0, 0, 0].item() == 0.0
+    assert pts[0, 0, 1].item() == pytest.approx(5.2, abs=0.05)
+
+
+def test_rescale_points_is_per_axis_and_invertible():
+    pts = np.array([[[0.0, 0.0], [1934.0, 2399.0], [835.0, 996.0]]])
+    small = rescale_points(pts, (2400, 1935), (800, 640))
+    # pixel centres: the first pixel centre of the big image lies inside the first small pixel
+    assert small[0, 0, 0] == pytest.approx(0.5 * 640 / 1935 - 0.5)
+    assert small[0, 0, 1] == pytest.approx(0.5 * 800 / 2400 - 0.5)
+    back = rescale_points(small, (800, 640), (2400, 1935))
+    np.testing.assert_allclose(back, pts, atol=1e-9)
+    t = rescale_points(torch.tensor(pts), (2400, 1935), (800, 640))
+    np.testing.assert_allclose(t.numpy(), small, atol=1e-6)
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="NaN"):
+        GaussianHeatmapEncoder(2).encode(torch.tensor([[float("nan"), 1.0]]), (8, 8))
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianHeatmapEncoder(0)
+    with pytest.raises(ValueError, match="NaN"):
+        ArgmaxDecoder().decode(torch.full((1, 1, 4, 4), float("nan")))
+    with pytest.raises(ValueError, match="argmax.*quadratic"):
+        build_decoder("dsnt")

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from farnetlib.metrics import per_landmark_table, radial_errors, sdr, spacing_from_reference, summarize
+
+
+def test_three_four_five_triangle_is_five_px_and_half_mm():
+    gt = np.zeros((1, 1, 2))
+    pred = np.array([[[3.0, 4.0]]])
+    assert radial_errors(pred, gt)[0, 0] == pytest.approx(5.0)
+    assert radial_errors(pred, gt, spacing=0.1)[0, 0] == pytest.approx(0.5)
+
+
+def test_per_axis_and_per_image_spacing():
+    gt = np.zeros((2, 1, 2))
+    pred = np.array([[[3.0, 4.0]], [[3.0, 4.0]]])
+    e = radial_errors(pred, gt, spacing=(0.2, 0.1))
+    assert e[0, 0] == pytest.approx(np.hypot(0.6, 0.4))
+    e = radial_errors(pred, gt, spacing=np.array([[0.1], [1.0]]))
+    np.testing.assert_allclose(e[:, 0], [0.5, 5.0])
+    with pytest.raises(ValueError, match=r"\(2, 1\)"):
+        radial_errors(pred, gt, spacing=np.array([0.1, 1.0, 2.0]))
+
+
+def test_sdr_includes_the_boundary_radius():
+    errors = np.array([[2.0, 2.0001, 1.0, 4.0]])
+    rates = sdr(errors, radii=(2.0, 4.0))
+    assert rates[2.0] == pytest.approx(50.0)
+    assert rates[4.0] == pytest.approx(100.0)
+
+
+def test_summary_and_per_landmark_table():
+    errors = np.array([[1.0, 3.0], [2.0, 5.0]])
+    s = summarize(errors, radii=(2.0,))
+    assert s["mre"] == pytest.approx(2.75)
+    assert s["sd"] == pytest.approx(np.std([1, 3, 2, 5]))
+    assert s["sdr_2"] == pytest.approx(50.0)
+    table = per_landmark_table(errors, radii=(2.0, 4.0), names=["Sella", "Nasion"])
+    assert list(table.index) == ["Sella", "Nasion", "all"]
+    assert table.loc["Sella", "mre"] == pytest.approx(1.5)
+    assert table.loc["Nasion", "sdr_4"] == pytest.approx(50.0)
+    assert table.loc["all", "mre"] == pytest.approx(2.75)
+
+
+def test_hand_spacing_from_the_50mm_pair():
+    gt = np.zeros((1, 6, 2))
+    gt[0, 1] = [100.0, 100.0]
+    gt[0, 5] = [100.0, 600.0]  # 500 px apart
+    np.testing.assert_allclose(spacing_from_reference(gt), [[0.1, 0.1]])
+    gt[0, 0] = [0.0, 0.0]
+    gt[0, 4] = [0.0, 250.0]
+    np.testing.assert_allclose(spacing_from_reference(gt, pair=(0, 4)), [[0.2, 0.2]])
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="NaN.*image 0, landmark 1"):
+        radial_errors(np.array([[[0, 0], [np.nan, 1]]]), np.zeros((1, 2, 2)))
+    with pytest.raises(ValueError, match="shapes differ"):
+        radial_errors(np.zeros((1, 2, 2)), np.zeros((1, 3, 2)))
+    with pytest.raises(ValueError, match=r"\(N, K, 2\)"):
+        radial_errors(np.zeros((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="spacing"):
+        radial_errors(np.zeros((1, 1, 2)), np.zeros((1, 1, 2)), spacing=-1)
+    with pytest.raises(ValueError, match="coincide"):
+        spacing_from_reference(np.zeros((1, 6, 2)))

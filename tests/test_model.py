@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from farnetlib import BACKBONES, FARNet, build_backbone
+from farnetlib.backbones import load_imagenet_state_dict
+
+REQUIRED = {"densenet121", "densenet161", "densenet169", "densenet201", "resnet18", "resnet34",
+            "resnet50", "resnet101", "vgg16_bn", "vgg19_bn", "efficientnet_b0"}
+
+
+def test_required_backbones_listed():
+    assert REQUIRED <= set(BACKBONES)
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED | {"efficientnet_b3"}))
+def test_both_outputs_have_expected_shapes(name):
+    model = FARNet(5, backbone=name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 96))
+    assert out.coarse.shape == (2, 5, 32, 48)
+    assert out.fine.shape == (2, 5, 64, 96)
+    assert torch.isfinite(out.fine).all()
+
+
+def test_densenet121_taps_match_the_paper_channels():
+    bb = build_backbone("densenet121")
+    assert bb.channels == (64, 256, 512, 1024, 1024)
+
+
+def test_gradients_reach_the_first_backbone_layer():
+    model = FARNet(3, backbone="densenet121")
+    out = model(torch.randn(1, 3, 64, 64))
+    (out.fine.mean() + out.coarse.mean()).backward()
+    grad = model.backbone.features.conv0.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    assert model.f0[0].weight.grad.abs().sum() > 0
+
+
+def test_unknown_backbone_lists_known_ones():
+    with pytest.raises(ValueError, match="densenet121.*resnet50"):
+        FARNet(19, backbone="alexnet")
+
+
+def test_input_not_multiple_of_32_fails():
+    model = FARNet(2, backbone="resnet18").eval()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.zeros(1, 3, 60, 64))
+
+
+def test_imagenet_weights_offline_uncached_says_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "hub" / "checkpoints")):
+        load_imagenet_state_dict("resnet18", allow_download=False)
+
+
+def test_imagenet_weights_load_from_torch_cache(tmp_path, monkeypatch):
+    """A file placed in the torch cache is used (no download): we put a known state dict there."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    ref = torchvision.models.resnet18()
+    torch.nn.init.constant_(ref.conv1.weight, 0.125)
+    dest = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    dest.parent.mkdir(parents=True)
+    torch.save(ref.state_dict(), dest)
+    model = FARNet(2, backbone="resnet18", weights="imagenet", allow_download=False)
+    assert torch.all(model.backbone.conv1.weight == 0.125)
+
+
+def test_weights_from_path_and_missing_path(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18()
+    torch.nn.init.constant_(ref.conv1.weight, -0.5)
+    path = tmp_path / "r18.pth"
+    torch.save(ref.state_dict(), path)
+    model = FARNet(2, backbone="resnet18", weights=path)
+    assert torch.all(model.backbone.conv1.weight == -0.5)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        FARNet(2, backbone="resnet18", weights=tmp_path / "nope.pth")
