@@ -1,0 +1,15 @@
+"""Dataset readers, preprocessing, augmentation, caching and verification."""
+from .aasce import AASCESpine
+from .base import LandmarkSource, Sample
+from .cache import ImageCache
+from .dataset import LandmarkDataset
+from .hand import HandXray
+from .io import DatasetError
+from .isbi import ISBI2015, ISBI_LANDMARKS
+from .manifest import VerifyReport, build_manifest, verify
+from .synthetic import Synthetic, write_isbi_layout
+from .transforms import Augment, resize_sample
+
+__all__ = ["AASCESpine", "HandXray", "ISBI2015", "ISBI_LANDMARKS", "Synthetic", "write_isbi_layout",
+           "LandmarkSource", "Sample", "LandmarkDataset", "ImageCache", "Augment", "resize_sample",
+           "DatasetError", "verify", "build_manifest", "VerifyReport"]

@@ -1,0 +1,3 @@
+from .manifest import main
+
+main()

@@ -1,0 +1,71 @@
+"""Low-level readers shared by the dataset classes; every error names the file (and line)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["DatasetError", "read_gray", "read_points_txt", "find_image", "sha256_file", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+class DatasetError(ValueError):
+    """Bad or missing dataset content; the message names the file (and line where there is one)."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    """``folder/stem`` with any accepted image suffix (.bmp, .jpg, .png, ...), or None."""
+    for suffix in IMAGE_SUFFIXES:
+        for cand in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """Decode an image file to a 2-D uint8 array (RGB with equal channels -> one channel)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                lo, hi = np.percentile(arr, [0, 100])
+                return ((arr - lo) / max(hi - lo, 1) * 255).round().astype(np.uint8)
+            return np.asarray(im.convert("L"))
+    except FileNotFoundError:
+        raise DatasetError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DatasetError(f"unreadable image {path}: {err}") from err
+
+
+def read_points_txt(path: Path, k: int) -> np.ndarray:
+    """The first ``k`` lines of an ``x,y`` annotation file as a (k, 2) float array."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        raise DatasetError(f"annotation file not found: {path}") from None
+    if len(lines) < k:
+        raise DatasetError(f"{path}: {len(lines)} lines, expected at least {k} landmark lines 'x,y'")
+    pts = np.empty((k, 2))
+    for i, line in enumerate(lines[:k]):
+        parts = line.replace(" ", "").split(",")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            pts[i] = [float(parts[0]), float(parts[1])]
+        except ValueError:
+            raise DatasetError(f"{path}:{i + 1}: expected 'x,y', got {line!r}") from None
+        if not np.isfinite(pts[i]).all():
+            raise DatasetError(f"{path}:{i + 1}: landmark is not finite: {line!r}")
+    return pts

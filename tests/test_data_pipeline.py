@@ -1,0 +1,101 @@
+import shutil
+
+import numpy as np
+import pytest
+from scipy.ndimage import maximum_position
+
+from farnetlib.data import Augment, ImageCache, LandmarkDataset, Synthetic, verify
+from farnetlib.data.transforms import resize_sample, to_tensor
+
+
+def test_augmentation_moves_landmarks_with_the_image():
+    """Draw a bright dot at each landmark, transform, and find each dot within 1 px."""
+    rng = np.random.default_rng(0)
+    h, w = 160, 128
+    pts = np.stack([rng.uniform(40, w - 40, 6), rng.uniform(40, h - 40, 6)], 1)
+    aug = Augment(rotation_deg=15, scale=(0.85, 1.15), translate=0.08)
+    for trial in range(5):
+        m = aug.matrix((h, w), np.random.default_rng(trial))
+        for k, (x, y) in enumerate(pts):
+            img = np.zeros((h, w), np.float32)
+            yy, xx = np.mgrid[0:h, 0:w]
+            img += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5 ** 2))  # a sub-pixel dot
+            out, moved = aug.geometric(img, pts, m)
+            r, c = maximum_position(out)
+            assert abs(c - moved[k, 0]) <= 1.0 and abs(r - moved[k, 1]) <= 1.0
+
+
+def test_intensity_augmentation_stays_in_range_and_changes_image():
+    aug = Augment()
+    img = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    out = aug.intensity(img, np.random.default_rng(1))
+    assert out.min() >= 0 and out.max() <= 1 and not np.allclose(out, img)
+
+
+def test_resize_maps_landmarks_per_axis():
+    img = np.zeros((200, 100), np.uint8)
+    img[150, 80] = 255
+    small, pts = resize_sample(img, np.array([[80.0, 150.0]]), (100, 100))
+    assert small.shape == (100, 100)
+    np.testing.assert_allclose(pts, [[(80.5) * 1.0 - 0.5, 150.5 * 0.5 - 0.5]])
+
+
+def test_to_tensor_normalisations():
+    x = to_tensor(np.full((4, 4), 0.485, np.float32))
+    assert x.shape == (3, 4, 4) and abs(x[0].mean().item()) < 1e-6
+    ref = to_tensor(np.full((4, 4), 1.0, np.float32), reference_0_255=True)
+    assert ref[0, 0, 0].item() == pytest.approx((255 - 0.485) / 0.229, rel=1e-5)
+
+
+def test_dataset_items_and_augmentation_is_reproducible():
+    src = Synthetic(4, 5, (120, 100), seed=0)
+    ds = LandmarkDataset(src, (64, 64), augment=Augment(), seed=3)
+    a, b = ds[1], ds[1]
+    assert a["image"].shape == (3, 64, 64) and a["landmarks"].shape == (5, 2)
+    assert np.allclose(a["image"], b["image"])
+    ds.set_epoch(1)
+    assert not np.allclose(ds[1]["image"], a["image"])
+    plain = LandmarkDataset(src, (64, 64))[1]
+    expected = (src.landmarks[1] + 0.5) * [64 / 100, 64 / 120] - 0.5
+    np.testing.assert_allclose(plain["landmarks"].numpy(), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        LandmarkDataset(src, (60, 64))
+
+
+def test_disk_cache_is_reused_and_keyed_by_content(isbi_root, tmp_path):
+    from farnetlib.data import ISBI2015
+
+    src = ISBI2015(isbi_root, "train")
+    cache = ImageCache(disk_dir=tmp_path / "cache")
+    first = cache.get(src, 0, (96, 64))
+    assert cache.misses == 1 and len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    fresh = ImageCache(disk_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(fresh.get(src, 0, (96, 64)), first)
+    assert fresh.hits == 1 and fresh.misses == 0
+    assert cache.get(src, 0, (96, 64)) is first  # memory hit
+
+
+def test_verify_real_isbi_copy_is_ok(isbi_root):
+    report = verify(isbi_root, "isbi2015")
+    assert report.ok, report.summary()
+    assert report.checked == 900
+    assert "absent" in report.splits["test2"]
+
+
+def test_verify_catches_deleted_truncated_and_extra_files(isbi_root, tmp_path):
+    copy = tmp_path / "isbi"
+    shutil.copytree(isbi_root, copy)
+    (copy / "RawImage/TrainingData/007.jpg").unlink()
+    data = (copy / "RawImage/Test1Data/160.jpg").read_bytes()
+    (copy / "RawImage/Test1Data/160.jpg").write_bytes(data[: len(data) // 3])
+    (copy / "RawImage/TrainingData/999.jpg").write_bytes(data)
+    ann = copy / "AnnotationsByMD/400_junior/020.txt"
+    ann.write_text(ann.read_text().replace(",", ";", 1))
+    report = verify(copy, "isbi2015")
+    assert not report.ok
+    assert report.missing == ["RawImage/TrainingData/007.jpg"]
+    assert report.extra == ["RawImage/TrainingData/999.jpg"]
+    assert any("160.jpg" in u for u in report.unreadable)
+    assert any("020.txt:1" in u for u in report.unreadable)
+    text = report.summary()
+    assert "007.jpg" in text and "999.jpg" in text and "NOT OK" in text
