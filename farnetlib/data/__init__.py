@@ -7,9 +7,10 @@ from .hand import HandXray
 from .io import DatasetError
 from .isbi import ISBI2015, ISBI_LANDMARKS
 from .manifest import VerifyReport, build_manifest, verify
+from .registry import open_dataset
 from .synthetic import Synthetic, write_isbi_layout
 from .transforms import Augment, resize_sample
 
 __all__ = ["AASCESpine", "HandXray", "ISBI2015", "ISBI_LANDMARKS", "Synthetic", "write_isbi_layout",
            "LandmarkSource", "Sample", "LandmarkDataset", "ImageCache", "Augment", "resize_sample",
-           "DatasetError", "verify", "build_manifest", "VerifyReport"]
+           "DatasetError", "open_dataset", "verify", "build_manifest", "VerifyReport"]

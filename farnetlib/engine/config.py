@@ -1,0 +1,152 @@
+"""The training/evaluation configuration: plain typed values, validated up front.
+
+Defaults are the paper's setting (reference code): DenseNet121, 800 x 640 input, EWC loss with
+base 40, sigma 10 px at full resolution (and 10 px at the half-resolution coarse output), Adam
+1e-4, 300 epochs, x0.1 at epoch 200, batch 1, no augmentation, argmax decoding. The validation
+split is carved from the training images; test splits are evaluated once, after training.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..backbones import BACKBONES
+from ..heatmaps import DECODERS
+from ..losses import LOSSES
+
+__all__ = ["TrainConfig", "ConfigError", "DATASET_DEFAULTS"]
+
+DATASET_DEFAULTS = {
+    # train split, test splits, radii (mm; px where no spacing)
+    "synthetic": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 2.5, 3.0, 4.0]},
+    "isbi2015": {"train_split": "train", "test_splits": ["test1", "test2"], "radii": [2.0, 2.5, 3.0, 4.0]},
+    "hand_xray": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 4.0, 10.0]},
+    "aasce": {"train_split": "training", "test_splits": ["test"], "radii": [5.0, 10.0, 20.0]},
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the field."""
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "synthetic"
+    root: str | None = None
+    ground_truth: str = "mean"  # ISBI: mean | senior | junior
+    test_splits: list[str] | None = None  # None: the dataset's default test splits
+    val_count: int = 20  # validation images carved from the training images (fixed by seed)
+    hand_fold: int = 1
+    hand_scale_pair: tuple[int, int] = (1, 5)  # Payer: landmarks 1 and 5 are 50 mm apart
+    missing: str = "raise"  # hand/spine: "skip" listed images that are absent
+    synthetic_train: int = 60
+    synthetic_test: int = 30
+    synthetic_landmarks: int = 19
+    synthetic_image_size: tuple[int, int] = (320, 256)
+    cache_dir: str | None = None  # on-disk .npy cache of resized images
+    # model
+    backbone: str = "densenet121"
+    weights: str | None = None  # None | "imagenet" | path to a backbone state dict
+    input_size: tuple[int, int] = (800, 640)  # (H, W), multiples of 32
+    reference_0_255: bool = False  # reference-code intensity normalisation (faithfulness studies)
+    # targets and loss
+    sigma: float = 10.0  # Gaussian SD in pixels of the fine (input-size) heatmap
+    sigma_coarse: float | None = None  # None: same value in coarse pixels, as the reference code
+    loss: str = "ewc"
+    ewc_base: float = 40.0
+    coarse_weight: float = 1.0
+    fine_weight: float = 1.0
+    # optimisation
+    epochs: int = 300
+    batch_size: int = 1
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    milestones: list[int] = field(default_factory=lambda: [200])
+    lr_gamma: float = 0.1
+    augment: bool = False  # reference: no augmentation; recommended: True
+    # evaluation
+    decoder: str = "argmax"  # argmax (reference) | quadratic (sub-pixel)
+    eval_every: int = 1
+    # runtime
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool | None = None  # None: on for CUDA
+    num_workers: int = 0
+    threads: int | None = None  # torch CPU threads (None: torch default)
+    run_name: str | None = None
+    results_dir: str = "results/runs"
+
+    def __post_init__(self) -> None:
+        self.input_size = tuple(self.input_size)  # type: ignore[assignment]
+        self.synthetic_image_size = tuple(self.synthetic_image_size)  # type: ignore[assignment]
+        self.hand_scale_pair = tuple(self.hand_scale_pair)  # type: ignore[assignment]
+        self.milestones = list(self.milestones)
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
+
+        if self.dataset not in DATASET_DEFAULTS:
+            raise bad("dataset", f"must be one of {list(DATASET_DEFAULTS)}")
+        if self.dataset != "synthetic" and not self.root:
+            raise bad("root", f"dataset {self.dataset!r} needs the path of its folder")
+        if self.ground_truth not in ("mean", "senior", "junior"):
+            raise bad("ground_truth", "must be 'mean', 'senior' or 'junior'")
+        if self.backbone not in BACKBONES:
+            raise bad("backbone", f"must be one of {', '.join(BACKBONES)}")
+        if self.loss not in LOSSES:
+            raise bad("loss", f"must be one of {list(LOSSES)}")
+        if self.decoder not in DECODERS:
+            raise bad("decoder", f"must be one of {list(DECODERS)}")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise bad("optimizer", "must be 'adam', 'adamw' or 'sgd'")
+        if len(self.input_size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.input_size):
+            raise bad("input_size", "must be (H, W), both positive multiples of 32")
+        for name in ("epochs", "batch_size", "eval_every"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "must be >= 1")
+        for name in ("sigma", "lr"):
+            if not float(getattr(self, name)) > 0:
+                raise bad(name, "must be > 0")
+        if self.sigma_coarse is not None and not self.sigma_coarse > 0:
+            raise bad("sigma_coarse", "must be > 0 or None")
+        if self.val_count < 1:
+            raise bad("val_count", "must be >= 1 (models are selected on validation images only)")
+        if self.missing not in ("raise", "skip"):
+            raise bad("missing", "must be 'raise' or 'skip'")
+        if self.hand_fold not in (1, 2, 3):
+            raise bad("hand_fold", "must be 1, 2 or 3")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
+        if self.num_workers < 0:
+            raise bad("num_workers", "must be >= 0")
+
+    @property
+    def splits_to_test(self) -> list[str]:
+        return list(self.test_splits) if self.test_splits is not None else DATASET_DEFAULTS[self.dataset]["test_splits"]
+
+    @property
+    def radii(self) -> list[float]:
+        return DATASET_DEFAULTS[self.dataset]["radii"]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {sorted(unknown)}; known fields: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

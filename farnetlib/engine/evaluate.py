@@ -1,0 +1,130 @@
+"""Prediction in original image pixels, per-split evaluation, and evaluation of a saved run."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..data import LandmarkDataset, LandmarkSource
+from ..data.transforms import resize_image, to_tensor
+from ..heatmaps import build_decoder, rescale_points
+from ..metrics import radial_errors, summarize
+from ..model import FARNet
+from .config import TrainConfig
+from .sources import build_source, describe_ground_truth
+
+__all__ = ["predict", "predict_source", "split_metrics", "evaluate", "load_model", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+@torch.no_grad()
+def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decoder: str = "quadratic",
+            reference_0_255: bool = False) -> np.ndarray:
+    """Landmarks ``(K, 2)`` in the original pixels of one (H, W) uint8 grayscale image."""
+    if image.ndim != 2:
+        raise ValueError(f"predict expects a (H, W) grayscale image, got shape {image.shape}")
+    device = next(model.parameters()).device
+    x = to_tensor(resize_image(image, input_size).astype(np.float32) / 255.0, reference_0_255)[None].to(device)
+    model.eval()
+    pts, _ = build_decoder(decoder).decode(model(x).fine.float())
+    return rescale_points(pts[0].cpu().double().numpy(), input_size, image.shape)
+
+
+@torch.no_grad()
+def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, split: str,
+                   indices: list[int] | None = None, cache=None, progress: bool = True) -> pd.DataFrame:
+    """One row per image x landmark: predictions and ground truth in original pixels, errors in px/mm."""
+    device = next(model.parameters()).device
+    ds = LandmarkDataset(source, cfg.input_size, cache=cache, indices=indices, reference_0_255=cfg.reference_0_255)
+    loader = DataLoader(ds, batch_size=max(1, cfg.batch_size), shuffle=False, num_workers=0)
+    decoder = build_decoder(cfg.decoder)
+    model.eval()
+    rows, names = [], source.landmark_names
+    for batch in tqdm(loader, desc=f"predict {split}", leave=False, disable=not progress):
+        with torch.autocast(device.type, dtype=torch.float16, enabled=_amp(cfg, device)):
+            fine = model(batch["image"].to(device)).fine
+        pts, peak = decoder.decode(fine.float())
+        pts, peak = pts.cpu().double().numpy(), peak.cpu().numpy()
+        for b in range(len(pts)):
+            orig_hw = tuple(batch["orig_hw"][b].tolist())
+            pred = rescale_points(pts[b], cfg.input_size, orig_hw)
+            gt = batch["landmarks_orig"][b].numpy()
+            spacing = batch["spacing"][b].numpy()
+            err_px = radial_errors(pred[None], gt[None])[0]
+            err_mm = (radial_errors(pred[None], gt[None], spacing[None]) if np.isfinite(spacing).all()
+                      else np.full(len(gt), np.nan))
+            if np.ndim(err_mm) == 2:
+                err_mm = err_mm[0]
+            for k in range(len(gt)):
+                rows.append({"split": split, "id": batch["id"][b], "landmark": k + 1,
+                             "landmark_name": names[k] if names else str(k + 1),
+                             "pred_x": pred[k, 0], "pred_y": pred[k, 1], "gt_x": gt[k, 0], "gt_y": gt[k, 1],
+                             "error_px": err_px[k], "error_mm": err_mm[k], "peak": float(peak[b, k])})
+    return pd.DataFrame(rows)
+
+
+def _amp(cfg: TrainConfig, device: torch.device) -> bool:
+    return device.type == "cuda" and (cfg.amp is None or cfg.amp)
+
+
+def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig) -> dict:
+    """MRE, SD and SDR of one split's predictions, with everything that qualifies the numbers."""
+    unit = "mm" if predictions["error_mm"].notna().all() else "px"
+    col = "error_mm" if unit == "mm" else "error_px"
+    errors = predictions.pivot(index="id", columns="landmark", values=col).to_numpy()
+    out = {**describe_ground_truth(cfg), "unit": unit, **summarize(errors, cfg.radii)}
+    out["mre_px"] = float(predictions["error_px"].mean())
+    return out
+
+
+def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, TrainConfig]:
+    """A FARNet and its config from a checkpoint written by :func:`farnetlib.engine.train`."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    num_landmarks = ckpt["num_landmarks"]
+    model = FARNet(num_landmarks, backbone=cfg.backbone, weights=None)
+    model.load_state_dict(ckpt["model"])
+    return model.to(resolve_device(device)).eval(), cfg
+
+
+def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None = None,
+             device: str = "auto", write: bool = False, **overrides) -> tuple[pd.DataFrame, dict]:
+    """Evaluate a run's selected checkpoint (``checkpoints/best.pt``) on ``split``.
+
+    ``root`` points at another copy of the dataset, e.g. the official ISBI layout holding Test2,
+    which is evaluated independently. ``overrides`` change evaluation-only fields (``decoder``,
+    ``ground_truth``). With ``write=True`` the predictions and metrics are added to the run folder.
+    """
+    path = Path(run_or_checkpoint)
+    ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint at {ckpt}")
+    model, cfg = load_model(ckpt, device)
+    bad = set(overrides) - {"decoder", "ground_truth", "batch_size"}
+    if bad:
+        raise ValueError(f"only decoder, ground_truth and batch_size can change at evaluation, not {sorted(bad)}")
+    cfg = replace(cfg, **overrides, **({"root": str(root)} if root is not None else {}))
+    source = build_source(cfg, split)
+    preds = predict_source(model, source, cfg, split)
+    metrics = split_metrics(preds, cfg)
+    if write and path.is_dir():
+        old = pd.read_csv(path / "predictions.csv", dtype={"id": str})
+        pd.concat([old[old["split"] != split], preds]).to_csv(path / "predictions.csv", index=False)
+        allm = json.loads((path / "metrics.json").read_text())
+        allm.setdefault("splits", {})[split] = metrics
+        (path / "metrics.json").write_text(json.dumps(allm, indent=2))
+    return preds, metrics

@@ -1,0 +1,24 @@
+"""Helpers for the notebooks: run from the repository root wherever Jupyter was started."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["chdir_repo_root", "default_data_root"]
+
+
+def chdir_repo_root() -> Path:
+    """Change to the repository root (the folder with farnetlib's pyproject.toml) and return it."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "farnetlib").is_dir():
+            os.chdir(folder)
+            return folder
+    raise FileNotFoundError(f"no farnet repository root above {here}")
+
+
+def default_data_root(dataset: str) -> str | None:
+    """``../shared/data/<dataset>`` (or ``$FARNET_DATA/<dataset>``) where it exists, else None."""
+    base = Path(os.environ.get("FARNET_DATA", Path.cwd().parent / "shared" / "data"))
+    path = base / dataset
+    return str(path) if path.is_dir() else None

@@ -1,0 +1,141 @@
+"""Figures for notebooks and results/figures: matplotlib + seaborn, readable at print size."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+__all__ = ["plot_history", "show_landmarks", "show_predictions", "error_boxplot", "sdr_curve",
+           "cumulative_error", "backbone_comparison", "landmark_cloud", "save"]
+
+GT_COLOR, PRED_COLOR = "#2ca02c", "#d62728"
+sns.set_theme(context="paper", style="whitegrid", font_scale=1.2)
+
+
+def save(fig, path: str | Path, dpi: int = 150) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def plot_history(history: pd.DataFrame, unit: str = "mm"):
+    """Training loss and validation MRE per epoch."""
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot(history["epoch"], history["train_loss"], marker="o", label="total")
+    ax[0].plot(history["epoch"], history["train_fine"], ls="--", label="fine")
+    ax[0].plot(history["epoch"], history["train_coarse"], ls=":", label="coarse")
+    ax[0].set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
+    ax[0].legend()
+    if "val_mre" in history:
+        ax[1].plot(history["epoch"], history["val_mre"], marker="o", color="C3")
+        best = history["val_mre"].idxmin()
+        ax[1].scatter(history.loc[best, "epoch"], history.loc[best, "val_mre"], s=120, facecolor="none",
+                      edgecolor="k", label="selected")
+        ax[1].legend()
+    ax[1].set(xlabel="epoch", ylabel=f"validation MRE ({unit})", title="validation")
+    fig.tight_layout()
+    return fig
+
+
+def show_landmarks(ax, image: np.ndarray, landmarks: np.ndarray, numbers: bool = True, color: str = GT_COLOR,
+                   title: str = "") -> None:
+    ax.imshow(image, cmap="gray")
+    ax.scatter(landmarks[:, 0], landmarks[:, 1], s=18, c=color, edgecolors="k", linewidths=0.4)
+    if numbers:
+        for k, (x, y) in enumerate(landmarks):
+            ax.annotate(str(k + 1), (x, y), xytext=(3, 3), textcoords="offset points", color="yellow", fontsize=7)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+def show_predictions(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int = 4, unit: str = "mm"):
+    """Images with ground truth (green) and prediction (red), joined by a line per landmark."""
+    rows = int(np.ceil(len(ids) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.8 * rows), squeeze=False)
+    index = {i: n for n, i in enumerate(source.ids)}
+    col = "error_mm" if unit == "mm" else "error_px"
+    for ax, img_id in zip(axes.flat, ids):
+        p = predictions[predictions["id"] == img_id].sort_values("landmark")
+        ax.imshow(source.read_image(index[img_id]), cmap="gray")
+        for _, r in p.iterrows():
+            ax.plot([r.gt_x, r.pred_x], [r.gt_y, r.pred_y], color="yellow", lw=0.8)
+        ax.scatter(p.gt_x, p.gt_y, s=14, c=GT_COLOR, label="ground truth")
+        ax.scatter(p.pred_x, p.pred_y, s=14, c=PRED_COLOR, marker="x", label="prediction")
+        ax.set_title(f"{img_id}: MRE {p[col].mean():.2f} {unit}", fontsize=10)
+        ax.axis("off")
+    for ax in list(axes.flat)[len(ids):]:
+        ax.axis("off")
+    axes.flat[0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def error_boxplot(predictions: pd.DataFrame, unit: str = "mm", title: str = ""):
+    """Per-landmark error distribution."""
+    col = "error_mm" if unit == "mm" else "error_px"
+    n = predictions["landmark"].nunique()
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * n), 3.8))
+    sns.boxplot(data=predictions, x="landmark", y=col, ax=ax, color="C0", fliersize=2)
+    ax.set(xlabel="landmark", ylabel=f"radial error ({unit})", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def sdr_curve(curves: dict[str, np.ndarray], unit: str = "mm", max_radius: float = 10.0, marks: Sequence[float] = ()):
+    """Successful detection rate vs radius for one or more error sets (name -> errors)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    radii = np.linspace(0, max_radius, 201)
+    for name, errors in curves.items():
+        e = np.asarray(errors).ravel()
+        ax.plot(radii, [(e <= r).mean() * 100 for r in radii], label=name)
+    for r in marks:
+        ax.axvline(r, color="gray", lw=0.6, ls=":")
+    ax.set(xlabel=f"radius ({unit})", ylabel="SDR (%)", ylim=(0, 101), title="successful detection rate")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cumulative_error(curves: dict[str, np.ndarray], unit: str = "mm"):
+    """Cumulative distribution of per-image mean radial error."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, per_image in curves.items():
+        e = np.sort(np.asarray(per_image).ravel())
+        ax.step(e, np.arange(1, len(e) + 1) / len(e) * 100, where="post", label=name)
+    ax.set(xlabel=f"per-image MRE ({unit})", ylabel="images (%)", title="cumulative error")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def backbone_comparison(summary: pd.DataFrame, split: str, unit: str = "mm"):
+    """MRE mean ± SD over seeds per backbone."""
+    sub = summary[summary["split"] == split]
+    order = sub.groupby("backbone")["mre"].mean().sort_values().index
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(order)), 3.8))
+    sns.barplot(data=sub, x="backbone", y="mre", order=order, errorbar="sd", ax=ax, color="C0")
+    sns.stripplot(data=sub, x="backbone", y="mre", order=order, ax=ax, color="k", size=4)
+    ax.set(ylabel=f"MRE ({unit}), mean ± SD over seeds", title=f"backbones, {split}")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def landmark_cloud(mean_image: np.ndarray, landmarks: np.ndarray, title: str = ""):
+    """All images' landmarks (scaled to the mean image) over the mean image, one colour per landmark."""
+    fig, ax = plt.subplots(figsize=(5, 6))
+    ax.imshow(mean_image, cmap="gray")
+    k = landmarks.shape[1]
+    colors = sns.color_palette("husl", k)
+    for j in range(k):
+        ax.scatter(landmarks[:, j, 0], landmarks[:, j, 1], s=4, color=colors[j], alpha=0.6)
+        ax.annotate(str(j + 1), landmarks[:, j].mean(0), color="white", fontsize=8, weight="bold")
+    ax.set_title(title)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig

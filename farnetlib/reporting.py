@@ -1,0 +1,97 @@
+"""Tables from run folders only (``results/runs/*``): summaries in the paper's layout, per-landmark
+tables, and writers for CSV + Markdown + LaTeX. Every row carries what qualifies its numbers."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .engine.runs import load_run
+from .metrics import per_landmark_table
+
+__all__ = ["summary_table", "per_landmark", "backbone_table", "write_table", "load_runs", "paper_layout"]
+
+QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[dict]:
+    return [load_run(p) for p in paths]
+
+
+def summary_table(runs: list[dict]) -> pd.DataFrame:
+    """One row per run x split: MRE, SD, SDRs, and the qualifiers of the numbers."""
+    rows = []
+    for run in runs:
+        cfg = run["config"]
+        for split, m in run["metrics"]["splits"].items():
+            row = {"run": run["name"], "split": split, "backbone": cfg["backbone"], "seed": cfg["seed"],
+                   "epochs": cfg["epochs"], "weights": cfg["weights"] or "random init",
+                   **{q: (str(m[q]) if isinstance(m.get(q), list) else m.get(q)) for q in QUALIFIERS},
+                   "n_images": m["n_images"], "mre": m["mre"], "sd": m["sd"]}
+            row.update({k: v for k, v in m.items() if k.startswith("sdr_")})
+            if cfg["dataset"] == "hand_xray":
+                row["scale_pair"] = str(cfg["hand_scale_pair"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paper_layout(summary: pd.DataFrame) -> pd.DataFrame:
+    """The layout of the paper's tables: ``MRE ± SD`` and SDR columns, one row per run and split."""
+    sdr_cols = [c for c in summary.columns if c.startswith("sdr_") and summary[c].notna().any()]
+    out = pd.DataFrame({"run": summary["run"], "split": summary["split"], "backbone": summary["backbone"],
+                        "MRE ± SD": [f"{m:.2f} ± {s:.2f}" for m, s in zip(summary["mre"], summary["sd"])]})
+    for c in sdr_cols:
+        out[f"SDR {c[4:]} (%)"] = summary[c].map(lambda v: f"{v:.2f}")
+    out["unit"] = summary["unit"]
+    out["ground truth"] = summary["ground_truth"]
+    out["input"] = summary["input_size_hw"]
+    out["decoder"] = summary["decoder"]
+    return out
+
+
+def per_landmark(run: dict, split: str, radii: Iterable[float] | None = None) -> pd.DataFrame:
+    """Per-landmark MRE/SD/SDR of one run's split, from its predictions.csv."""
+    preds = run["predictions"]
+    preds = preds[preds["split"] == split]
+    if preds.empty:
+        raise ValueError(f"run {run['name']} has no predictions for split {split!r}")
+    unit = run["metrics"]["splits"][split]["unit"]
+    col = "error_mm" if unit == "mm" else "error_px"
+    errors = preds.pivot(index="id", columns="landmark", values=col)
+    names = preds.drop_duplicates("landmark").set_index("landmark").loc[errors.columns, "landmark_name"]
+    radii = radii or run["metrics"]["splits"][split]["radii"]
+    return per_landmark_table(errors.to_numpy(), radii, names=[f"{k} {n}" for k, n in names.items()])
+
+
+def backbone_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Mean ± SD over seeds of MRE and SDRs per backbone (the backbone comparison)."""
+    sub = summary[summary["split"] == split]
+    metrics = ["mre"] + [c for c in sub.columns if c.startswith("sdr_") and sub[c].notna().any()]
+    agg = sub.groupby("backbone")[metrics].agg(["mean", "std", "count"])
+    out = pd.DataFrame(index=agg.index)
+    for m in metrics:
+        std = agg[(m, "std")].fillna(0.0)
+        out[m] = [f"{a:.2f} ± {s:.2f}" for a, s in zip(agg[(m, "mean")], std)]
+    out["seeds"] = agg[(metrics[0], "count")]
+    return out.sort_values("mre")
+
+
+def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str = "") -> list[Path]:
+    """Write ``name``.csv, .md and .tex into ``out_dir``; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
+    df.to_csv(paths[0])
+    text = df.to_markdown()
+    paths[1].write_text((f"{caption}\n\n" if caption else "") + text + "\n")
+    tex = df.to_latex(escape=True, float_format=lambda v: f"{v:.2f}", caption=caption or None)
+    paths[2].write_text(tex)
+    return paths
+
+
+def finite(df: pd.DataFrame) -> bool:
+    """True when every numeric value of ``df`` is finite (tests and notebooks check tables with it)."""
+    num = df.select_dtypes(include=[np.number])
+    return bool(np.isfinite(num.to_numpy()).all())

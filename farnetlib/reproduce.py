@@ -1,0 +1,77 @@
+"""Batch entry points that execute the notebooks with papermill, writing executed copies next to
+their results.
+
+    python -m farnetlib.reproduce quickstart                      # make quickstart
+    python -m farnetlib.reproduce dataset --dataset isbi2015 --root ../shared/data/isbi2015
+    python -m farnetlib.reproduce dataset --dataset isbi2015 --protocol gpu_paper
+
+``dataset`` runs ``01_data_exploration``, ``02_train`` with ``configs/<dataset>_<protocol>.json``
+(protocol ``cpu`` by default, ``gpu_paper`` / ``gpu_recommended`` on a GPU), then
+``04_tables_and_figures`` on that run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import papermill as pm
+
+from .nbutil import chdir_repo_root
+
+__all__ = ["run_notebook", "quickstart", "reproduce_dataset"]
+
+
+def run_notebook(name: str, out_dir: str | Path, **parameters) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` into ``out_dir`` with papermill; returns the executed copy."""
+    root = chdir_repo_root()
+    out = Path(out_dir) / f"{name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out), parameters=parameters,
+                        cwd=str(root), progress_bar=True, log_output=False)
+    print(f"{name}: executed in {time.time() - t0:.0f} s -> {out}")
+    return out
+
+
+def quickstart(out_dir: str = "results/quickstart", **parameters) -> Path:
+    path = run_notebook("00_quickstart", out_dir, out_dir=out_dir, **parameters)
+    summary = json.loads((Path(out_dir) / "quickstart_summary.json").read_text())
+    print(json.dumps(summary, indent=2))
+    return path
+
+
+def reproduce_dataset(dataset: str, root: str | None, protocol: str = "cpu", out_dir: str | None = None) -> None:
+    config = Path(f"configs/{dataset}_{protocol}.json")
+    chdir_repo_root()
+    if not config.is_file():
+        raise FileNotFoundError(f"no configuration {config}; available: {sorted(p.name for p in Path('configs').glob('*.json'))}")
+    values = json.loads(config.read_text())
+    out_dir = out_dir or values.get("results_dir", f"results/{dataset}_{protocol}")
+    run_name = values.get("run_name") or f"{dataset}_{protocol}"
+    run_notebook("01_data_exploration", out_dir, dataset=dataset, root=root, out_dir=str(Path(out_dir) / "exploration"))
+    run_notebook("02_train", out_dir, dataset=dataset, root=root, config_file=str(config), run_name=run_name,
+                 results_dir=out_dir)
+    run_notebook("04_tables_and_figures", out_dir, runs=[str(Path(out_dir) / run_name)], out_dir=out_dir)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("quickstart")
+    q.add_argument("--out-dir", default="results/quickstart")
+    d = sub.add_parser("dataset")
+    d.add_argument("--dataset", required=True, choices=("isbi2015", "hand_xray", "aasce"))
+    d.add_argument("--root")
+    d.add_argument("--protocol", default="cpu")
+    d.add_argument("--out-dir")
+    args = ap.parse_args()
+    if args.cmd == "quickstart":
+        quickstart(args.out_dir)
+    else:
+        reproduce_dataset(args.dataset, args.root, args.protocol, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()

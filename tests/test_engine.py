@@ -1,0 +1,127 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from farnetlib.data import Synthetic, write_isbi_layout
+from farnetlib.engine import ConfigError, TrainConfig, evaluate, load_model, load_run, predict, train
+from farnetlib.engine.runs import RUN_FILES
+from farnetlib.engine.sources import carve_validation
+
+
+def tiny(tmp_path, **kw):
+    values = dict(dataset="synthetic", synthetic_train=10, synthetic_test=4, val_count=3, synthetic_landmarks=5,
+                  synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=2, batch_size=4,
+                  backbone="resnet18", lr=1e-3, milestones=[1], results_dir=str(tmp_path), threads=2)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("backbone", "alexnet", "'backbone'.*densenet121"),
+    ("input_size", (100, 64), "'input_size'.*multiples of 32"),
+    ("loss", "huber", "'loss'"),
+    ("epochs", 0, "'epochs'"),
+    ("ground_truth", "both", "'ground_truth'"),
+    ("decoder", "soft", "'decoder'"),
+    ("dataset", "mnist", "'dataset'"),
+])
+def test_bad_config_values_name_the_field(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**{field: value})
+
+
+def test_real_dataset_needs_root_and_unknown_fields_are_refused():
+    with pytest.raises(ConfigError, match="'root'"):
+        TrainConfig(dataset="isbi2015")
+    with pytest.raises(ConfigError, match="unknown config field.*'epoch'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_validation_split_is_fixed_by_seed_and_disjoint():
+    tr, va = carve_validation(150, 20, seed=0)
+    assert len(va) == 20 and len(tr) == 130 and not set(tr) & set(va)
+    assert carve_validation(150, 20, seed=0) == (tr, va)
+    assert carve_validation(150, 20, seed=1)[1] != va
+
+
+def test_train_writes_a_complete_run_folder(tmp_path):
+    cfg = tiny(tmp_path, run_name="full")
+    run_dir = train(cfg, progress=False)
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    run = load_run(run_dir)
+    assert len(run["history"]) == 2
+    assert run["history"]["lr"].tolist() == pytest.approx([1e-3, 1e-4])
+    preds = run["predictions"]
+    assert set(preds["split"]) == {"val", "test"}
+    assert len(preds) == (3 + 4) * 5
+    assert np.isfinite(preds[["pred_x", "pred_y", "error_px", "error_mm"]].to_numpy()).all()
+    m = run["metrics"]["splits"]["test"]
+    assert m["n_images"] == 4 and np.isfinite(m["mre"]) and m["unit"] == "mm"
+    assert m["mre"] == pytest.approx(preds.query("split == 'test'")["error_mm"].mean())
+    env = run["environment"]
+    assert env["seed"] == 0 and env["packages"]["torch"] and "git_commit" in env
+    assert json.loads((run_dir / "config.json").read_text())["backbone"] == "resnet18"
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
+    full = load_run(train(tiny(tmp_path, run_name="a"), progress=False))
+    cfg = tiny(tmp_path, run_name="b")
+    run_dir = train(cfg, stop_after_epochs=1, progress=False)  # "killed" after epoch 1
+    assert len(pd.read_csv(run_dir / "history.csv")) == 1 and not (run_dir / "metrics.json").exists()
+    resumed = load_run(train(cfg, progress=False))
+    assert len(resumed["history"]) == len(full["history"]) == 2
+    np.testing.assert_allclose(resumed["history"]["train_loss"], full["history"]["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(resumed["history"]["val_mre"], full["history"]["val_mre"], rtol=1e-4)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train(tiny(tmp_path, run_name="c", epochs=1), progress=False)
+    with pytest.raises(ConfigError, match="another config.*'lr'"):
+        train(tiny(tmp_path, run_name="c", epochs=1, lr=0.5), progress=False)
+
+
+def test_predict_and_evaluate_use_original_pixels(tmp_path):
+    run_dir = train(tiny(tmp_path, run_name="p", epochs=1), progress=False)
+    model, cfg = load_model(run_dir / "checkpoints" / "best.pt", device="cpu")
+    image = Synthetic(1, 5, (200, 120), seed=9)[0].image
+    pts = predict(model, image, cfg.input_size, decoder="quadratic")
+    assert pts.shape == (5, 2)
+    assert (pts[:, 0] > -1).all() and (pts[:, 0] < 120).all() and (pts[:, 1] < 200).all()
+    preds, metrics = evaluate(run_dir, "test", device="cpu")
+    stored = load_run(run_dir)["metrics"]["splits"]["test"]
+    assert metrics["mre"] == pytest.approx(stored["mre"], rel=1e-6)
+    assert metrics["decoder"] == "argmax"  # the run's own decoder
+    _, sub = evaluate(run_dir, "test", device="cpu", decoder="quadratic")
+    assert sub["decoder"] == "quadratic" and sub["mre"] != metrics["mre"]
+
+
+def test_isbi_test2_is_evaluated_from_the_official_layout_alone(tmp_path):
+    """Train on an ISBI-layout copy without Test2, then evaluate Test2 from another copy."""
+    kw = dict(n=10, num_landmarks=19, image_size=(96, 80))
+    write_isbi_layout(tmp_path / "dev", {"train": Synthetic(seed=1, **kw), "test1": Synthetic(seed=2, n=3, num_landmarks=19, image_size=(96, 80))})
+    cfg = tiny(tmp_path / "runs", dataset="isbi2015", root=str(tmp_path / "dev"), epochs=1, run_name="isbi")
+    run_dir = train(cfg, progress=False)
+    metrics = load_run(run_dir)["metrics"]
+    assert "test1" in metrics["splits"] and "test2" in metrics["skipped"]
+    write_isbi_layout(tmp_path / "official", {"test2": Synthetic(seed=3, n=2, num_landmarks=19, image_size=(96, 80))})
+    preds, m = evaluate(run_dir, "test2", root=tmp_path / "official", device="cpu", write=True)
+    assert m["n_images"] == 2 and m["ground_truth"] == "mean" and set(preds["id"]) == {"001", "002"}
+    assert "test2" in load_run(run_dir)["metrics"]["splits"]
+
+
+def test_one_epoch_on_real_isbi_writes_a_complete_run(isbi_root, tmp_path):
+    cfg = TrainConfig(dataset="isbi2015", root=str(isbi_root), input_size=(64, 64), sigma=1.0, epochs=1,
+                      batch_size=8, backbone="resnet18", test_splits=["test1"], results_dir=str(tmp_path),
+                      run_name="isbi-real", threads=2)
+    run = load_run(train(cfg, progress=False))
+    assert set(run["metrics"]["splits"]) == {"val", "test1"}
+    m = run["metrics"]["splits"]["test1"]
+    assert m["n_images"] == 150 and m["spacing"] == "0.1 mm/px" and m["ground_truth"] == "mean"
+    assert np.isfinite(m["mre"]) and m["mre"] > 0
+    assert run["metrics"]["train_count"] == 130 and run["metrics"]["val_count"] == 20
+    assert len(run["predictions"].query("split == 'test1'")) == 150 * 19
