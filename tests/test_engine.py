@@ -112,6 +112,11 @@ def test_isbi_test2_is_evaluated_from_the_official_layout_alone(tmp_path):
     preds, m = evaluate(run_dir, "test2", root=tmp_path / "official", device="cpu", write=True)
     assert m["n_images"] == 2 and m["ground_truth"] == "mean" and set(preds["id"]) == {"001", "002"}
     assert "test2" in load_run(run_dir)["metrics"]["splits"]
+    _, senior = evaluate(run_dir, "test1", device="cpu", write=True, label="test1_senior", ground_truth="senior")
+    run = load_run(run_dir)
+    assert run["metrics"]["splits"]["test1_senior"]["ground_truth"] == "senior"
+    assert senior["mre"] != run["metrics"]["splits"]["test1"]["mre"]
+    assert set(run["predictions"]["split"]) == {"val", "test1", "test2", "test1_senior"}
 
 
 def test_one_epoch_on_real_isbi_writes_a_complete_run(isbi_root, tmp_path):
@@ -125,3 +130,19 @@ def test_one_epoch_on_real_isbi_writes_a_complete_run(isbi_root, tmp_path):
     assert np.isfinite(m["mre"]) and m["mre"] > 0
     assert run["metrics"]["train_count"] == 130 and run["metrics"]["val_count"] == 20
     assert len(run["predictions"].query("split == 'test1'")) == 150 * 19
+
+
+@pytest.mark.parametrize("name", ["isbi2015_cpu", "isbi2015_gpu_paper", "isbi2015_gpu_recommended"])
+def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
+    """The protocol configs parse, and their code path runs on CPU at a tiny size (weights aside:
+    ImageNet weights cannot be fetched here, so the GPU configs run from random init in this test)."""
+    from pathlib import Path
+
+    values = json.loads((Path(__file__).resolve().parents[1] / "configs" / f"{name}.json").read_text())
+    cfg = TrainConfig.from_dict(values)
+    assert cfg.dataset == "isbi2015" and cfg.val_count == 20
+    values.update(dataset="synthetic", root=None, synthetic_train=6, synthetic_test=2, val_count=2,
+                  synthetic_landmarks=19, synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=1,
+                  weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=2)
+    run = load_run(train(TrainConfig.from_dict(values), progress=False))
+    assert np.isfinite(run["metrics"]["splits"]["test"]["mre"])

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--decoder")
     e.add_argument("--ground-truth")
     e.add_argument("--write", action="store_true", help="add predictions and metrics to the run folder")
+    e.add_argument("--label", help="name under which --write stores the split (default: the split)")
     args = ap.parse_args(argv)
     if args.cmd == "train":
         values = json.loads(open(args.config).read()) if args.config else {}
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         print((run_dir / "metrics.json").read_text())
     else:
         over = {k: v for k, v in {"decoder": args.decoder, "ground_truth": args.ground_truth}.items() if v}
-        _, metrics = evaluate(args.run, args.split, root=args.root, write=args.write, **over)
+        _, metrics = evaluate(args.run, args.split, root=args.root, write=args.write, label=args.label, **over)
         print(json.dumps(metrics, indent=2))
 
 

@@ -102,12 +102,15 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, Tr
 
 
 def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None = None,
-             device: str = "auto", write: bool = False, **overrides) -> tuple[pd.DataFrame, dict]:
+             device: str = "auto", write: bool = False, label: str | None = None,
+             **overrides) -> tuple[pd.DataFrame, dict]:
     """Evaluate a run's selected checkpoint (``checkpoints/best.pt``) on ``split``.
 
     ``root`` points at another copy of the dataset, e.g. the official ISBI layout holding Test2,
     which is evaluated independently. ``overrides`` change evaluation-only fields (``decoder``,
-    ``ground_truth``). With ``write=True`` the predictions and metrics are added to the run folder.
+    ``ground_truth``). With ``write=True`` the predictions and metrics are added to the run folder
+    under ``label`` (default: the split name), e.g. ``label="test1_senior"`` for senior-only ground
+    truth beside the default mean ground truth.
     """
     path = Path(run_or_checkpoint)
     ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
@@ -119,12 +122,13 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
         raise ValueError(f"only decoder, ground_truth and batch_size can change at evaluation, not {sorted(bad)}")
     cfg = replace(cfg, **overrides, **({"root": str(root)} if root is not None else {}))
     source = build_source(cfg, split)
-    preds = predict_source(model, source, cfg, split)
-    metrics = split_metrics(preds, cfg)
+    label = label or split
+    preds = predict_source(model, source, cfg, label)
+    metrics = {**split_metrics(preds, cfg), "split": split}
     if write and path.is_dir():
         old = pd.read_csv(path / "predictions.csv", dtype={"id": str})
-        pd.concat([old[old["split"] != split], preds]).to_csv(path / "predictions.csv", index=False)
+        pd.concat([old[old["split"] != label], preds]).to_csv(path / "predictions.csv", index=False)
         allm = json.loads((path / "metrics.json").read_text())
-        allm.setdefault("splits", {})[split] = metrics
+        allm.setdefault("splits", {})[label] = metrics
         (path / "metrics.json").write_text(json.dumps(allm, indent=2))
     return preds, metrics
