@@ -23,10 +23,11 @@ from .nbutil import chdir_repo_root
 __all__ = ["run_notebook", "quickstart", "reproduce_dataset"]
 
 
-def run_notebook(name: str, out_dir: str | Path, **parameters) -> Path:
-    """Execute ``notebooks/<name>.ipynb`` into ``out_dir`` with papermill; returns the executed copy."""
+def run_notebook(name: str, dest: str | Path, **parameters) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` into the folder ``dest`` with papermill; returns the
+    executed copy. ``parameters`` are the notebook's (which may include its own ``out_dir``)."""
     root = chdir_repo_root()
-    out = Path(out_dir) / f"{name}.ipynb"
+    out = Path(dest) / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out), parameters=parameters,

@@ -72,3 +72,14 @@ def test_train_notebook_on_real_isbi_then_tables(isbi_root, tmp_path):
     run_nb("04_tables_and_figures", tmp_path, runs=[str(tmp_path / "runs" / "isbi-nb")], out_dir=str(tmp_path / "out"))
     per_lm = pd.read_csv(tmp_path / "out" / "tables" / "per_landmark-isbi-nb-test1.csv")
     assert len(per_lm) == 20 and np.isfinite(per_lm["mre"]).all()  # 19 landmarks + all
+
+
+def test_reproduce_quickstart_entry_point(tmp_path, monkeypatch):
+    """What `make quickstart` calls, with tiny parameters: executed copy + summary in out_dir."""
+    from farnetlib.reproduce import quickstart
+
+    out = tmp_path / "qs"
+    path = quickstart(str(out), epochs=1, n_train=10, n_test=4, val_count=3, input_size=[64, 64],
+                      image_size=[96, 80], backbone="resnet18")
+    assert path == out / "00_quickstart.ipynb" and path.is_file()
+    assert np.isfinite(json.loads((out / "quickstart_summary.json").read_text())["test_mre_mm"])
