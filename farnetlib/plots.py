@@ -34,10 +34,11 @@ def plot_history(history: pd.DataFrame, unit: str = "mm"):
     if "val_mre" in history:
         ax[1].plot(history["epoch"], history["val_mre"], marker="o", color="C3")
         best = history["val_mre"].idxmin()
-        ax[1].scatter(history.loc[best, "epoch"], history.loc[best, "val_mre"], s=120, facecolor="none",
-                      edgecolor="k", label="selected")
+        e, v = history.loc[best, "epoch"], history.loc[best, "val_mre"]
+        ax[1].scatter(e, v, s=120, facecolor="none", edgecolor="k", label=f"selected: epoch {e}, {v:.2f} {unit}")
         ax[1].legend()
-    ax[1].set(xlabel="epoch", ylabel=f"validation MRE ({unit})", title="validation")
+    # log scale: the first epochs are tens of mm off, the ones that matter differ by tenths
+    ax[1].set(xlabel="epoch", ylabel=f"validation MRE ({unit})", yscale="log", title="validation")
     fig.tight_layout()
     return fig
 
