@@ -22,8 +22,12 @@ def run_nb(name, tmp_path, **params):
 
 
 def test_quickstart_notebook(tmp_path):
-    run_nb("00_quickstart", tmp_path, epochs=1, n_train=10, n_test=4, val_count=3, input_size=[64, 64],
-           image_size=[96, 80], backbone="resnet18", out_dir=str(tmp_path / "qs"))
+    """Through the entry point `make quickstart` calls, with tiny parameters."""
+    from farnetlib.reproduce import quickstart
+
+    path = quickstart(str(tmp_path / "qs"), epochs=1, n_train=10, n_test=4, val_count=3, input_size=[64, 64],
+                      image_size=[96, 80], backbone="resnet18")
+    assert path == tmp_path / "qs" / "00_quickstart.ipynb" and path.is_file()
     summary = json.loads((tmp_path / "qs" / "quickstart_summary.json").read_text())
     assert np.isfinite(summary["test_mre_mm"]) and summary["epochs"] == 1
     assert (tmp_path / "qs" / "training_curve.png").stat().st_size > 1000
@@ -72,14 +76,3 @@ def test_train_notebook_on_real_isbi_then_tables(isbi_root, tmp_path):
     run_nb("04_tables_and_figures", tmp_path, runs=[str(tmp_path / "runs" / "isbi-nb")], out_dir=str(tmp_path / "out"))
     per_lm = pd.read_csv(tmp_path / "out" / "tables" / "per_landmark-isbi-nb-test1.csv")
     assert len(per_lm) == 20 and np.isfinite(per_lm["mre"]).all()  # 19 landmarks + all
-
-
-def test_reproduce_quickstart_entry_point(tmp_path, monkeypatch):
-    """What `make quickstart` calls, with tiny parameters: executed copy + summary in out_dir."""
-    from farnetlib.reproduce import quickstart
-
-    out = tmp_path / "qs"
-    path = quickstart(str(out), epochs=1, n_train=10, n_test=4, val_count=3, input_size=[64, 64],
-                      image_size=[96, 80], backbone="resnet18")
-    assert path == out / "00_quickstart.ipynb" and path.is_file()
-    assert np.isfinite(json.loads((out / "quickstart_summary.json").read_text())["test_mre_mm"])
