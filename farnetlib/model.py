@@ -13,6 +13,11 @@ The wiring follows the authors' reference implementation (DenseNet121, 800 x 640
 block is conv + BatchNorm + ReLU except the two final 1x1 convs that output heatmaps (the 3x3
 convs of the heads are blocks, so that the head is not two stacked linear maps). Upsampling is
 bilinear. Decoder widths are the reference ones; backbone widths are read from the backbone.
+
+The fine head: the reference code's 3x3 conv keeps the width of its input, ``64 + 32 + K``
+channels, before the final 1x1 conv to ``K`` heatmaps (``fine_width=None``, the default). An
+earlier farnet release narrowed it to 64 channels; ``fine_width=64`` builds that variant (for
+DenseNet121 and K = 19: 61,156,614 parameters against 61,210,470 with the reference width).
 """
 from __future__ import annotations
 
@@ -53,10 +58,13 @@ class FARNet(nn.Module):
         weights: ``None`` (random init), ``"imagenet"`` (torchvision weights from the torch cache,
             or downloaded where there is internet) or a path to a backbone state dict.
         allow_download: with ``weights="imagenet"``, whether a missing cache file may be fetched.
+        fine_width: channels of the fine head's 3x3 conv; ``None`` is the reference code's width,
+            ``64 + 32 + num_landmarks`` (its input width).
     """
 
     def __init__(self, num_landmarks: int, backbone: str = "densenet121",
-                 weights: str | os.PathLike | None = None, allow_download: bool = True) -> None:
+                 weights: str | os.PathLike | None = None, allow_download: bool = True,
+                 fine_width: int | None = None) -> None:
         super().__init__()
         if num_landmarks < 1:
             raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}")
@@ -84,7 +92,11 @@ class FARNet(nn.Module):
         self.d1 = _block(128 + c1, 64)
         # heads
         self.coarse_head = nn.Sequential(_block(64, 64, 3), nn.Conv2d(64, k, 1))
-        self.fine_head = nn.Sequential(_block(64 + k + 32, 64, 3), nn.Conv2d(64, k, 1))
+        fine_in = 64 + k + 32
+        self.fine_width = fine_in if fine_width is None else int(fine_width)
+        if self.fine_width < 1:
+            raise ValueError(f"fine_width must be >= 1 or None, got {fine_width}")
+        self.fine_head = nn.Sequential(_block(fine_in, self.fine_width, 3), nn.Conv2d(self.fine_width, k, 1))
 
     def forward(self, x: torch.Tensor) -> FARNetOutput:
         h, w = x.shape[-2:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["chdir_repo_root", "default_data_root"]
+__all__ = ["chdir_repo_root", "default_data_root", "compact_figures"]
 
 
 def chdir_repo_root() -> Path:
@@ -22,3 +22,20 @@ def default_data_root(dataset: str) -> str | None:
     base = Path(os.environ.get("FARNET_DATA", Path.cwd().parent / "shared" / "data"))
     path = base / dataset
     return str(path) if path.is_dir() else None
+
+
+def compact_figures(dpi: int = 72, quality: int = 85) -> None:
+    """Embed figures in executed notebooks as JPEG at ``dpi`` so that the notebooks committed under
+    ``results/`` stay small (radiographs compress badly as PNG). Files written with
+    ``farnetlib.plots.save`` keep their own format and resolution. Outside Jupyter: no-op."""
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["figure.dpi"] = dpi
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    try:
+        set_matplotlib_formats("jpeg", pil_kwargs={"quality": quality})
+    except Exception:  # noqa: BLE001 - not inside an IPython kernel
+        pass

@@ -10,7 +10,8 @@ import pandas as pd
 import seaborn as sns
 
 __all__ = ["plot_history", "show_landmarks", "show_predictions", "error_boxplot", "sdr_curve",
-           "cumulative_error", "backbone_comparison", "landmark_cloud", "save"]
+           "cumulative_error", "backbone_comparison", "landmark_cloud", "confidence_vs_error",
+           "model_vs_observers", "save"]
 
 GT_COLOR, PRED_COLOR = "#2ca02c", "#d62728"
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.2)
@@ -138,5 +139,30 @@ def landmark_cloud(mean_image: np.ndarray, landmarks: np.ndarray, title: str = "
         ax.annotate(str(j + 1), landmarks[:, j].mean(0), color="white", fontsize=8, weight="bold")
     ax.set_title(title)
     ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def confidence_vs_error(predictions: pd.DataFrame, unit: str = "mm", title: str = ""):
+    """Heatmap peak value (confidence) against radial error, one dot per image x landmark."""
+    col = "error_mm" if unit == "mm" else "error_px"
+    rho = predictions[["peak", col]].corr(method="spearman").iloc[0, 1]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter(predictions["peak"], predictions[col].clip(lower=1e-3), s=5, alpha=0.35)
+    ax.set(xlabel="heatmap peak value", ylabel=f"radial error ({unit})", yscale="log",
+           title=f"{title}{' — ' if title else ''}confidence vs error (Spearman {rho:.2f})")
+    fig.tight_layout()
+    return fig
+
+
+def model_vs_observers(table: pd.DataFrame, title: str = ""):
+    """Per-landmark model MRE beside the senior-vs-junior difference (``reporting.model_vs_observers``)."""
+    long = table.melt(id_vars="landmark", value_vars=["model_mre_mm", "observers_mean_mm"],
+                      var_name="what", value_name="mm")
+    long["what"] = long["what"].map({"model_mre_mm": "model error", "observers_mean_mm": "senior vs junior"})
+    fig, ax = plt.subplots(figsize=(max(7, 0.5 * len(table)), 3.8))
+    sns.barplot(data=long, x="landmark", y="mm", hue="what", ax=ax, palette=["C0", "C1"])
+    ax.set(xlabel="landmark", ylabel="mm", title=title or "model error vs inter-observer difference")
+    ax.legend(title="")
     fig.tight_layout()
     return fig

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from .engine.runs import load_run
-from .metrics import per_landmark_table
+from .metrics import per_landmark_table, radial_errors
 
-__all__ = ["summary_table", "per_landmark", "backbone_table", "write_table", "load_runs", "paper_layout"]
+__all__ = ["summary_table", "per_landmark", "backbone_table", "write_table", "load_runs", "paper_layout",
+           "inter_observer", "model_vs_observers"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
 
@@ -95,3 +96,20 @@ def finite(df: pd.DataFrame) -> bool:
     """True when every numeric value of ``df`` is finite (tests and notebooks check tables with it)."""
     num = df.select_dtypes(include=[np.number])
     return bool(np.isfinite(num.to_numpy()).all())
+
+
+def inter_observer(source) -> pd.DataFrame:
+    """Per-landmark distance (mm) between the two doctors of an ISBI 2015 split (senior vs junior)."""
+    d = radial_errors(source.doctor_landmarks["senior"], source.doctor_landmarks["junior"], source.pixel_spacing_mm)
+    return pd.DataFrame({"landmark": np.arange(1, d.shape[1] + 1), "name": list(source.landmark_names),
+                         "observers_mean_mm": d.mean(0), "observers_sd_mm": d.std(0)})
+
+
+def model_vs_observers(run: dict, split: str, source) -> pd.DataFrame:
+    """A run's per-landmark MRE (mm) on an ISBI split beside the senior-vs-junior difference there,
+    and their ratio (1 = as far from the ground truth as one doctor is from the other)."""
+    preds = run["predictions"].query("split == @split")
+    model = preds.groupby("landmark")["error_mm"].mean().rename("model_mre_mm").reset_index()
+    table = inter_observer(source).merge(model, on="landmark")
+    table["model_over_observers"] = table["model_mre_mm"] / table["observers_mean_mm"]
+    return table[["landmark", "name", "model_mre_mm", "observers_mean_mm", "observers_sd_mm", "model_over_observers"]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -23,15 +24,19 @@ from .nbutil import chdir_repo_root
 __all__ = ["run_notebook", "quickstart", "reproduce_dataset"]
 
 
-def run_notebook(name: str, dest: str | Path, **parameters) -> Path:
+def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters) -> Path:
     """Execute ``notebooks/<name>.ipynb`` into the folder ``dest`` with papermill; returns the
-    executed copy. ``parameters`` are the notebook's (which may include its own ``out_dir``)."""
+    executed copy. ``parameters`` are the notebook's (which may include its own ``out_dir``).
+    ``stream``: print what the notebook prints (e.g. one line per training epoch with the loss and
+    the validation MRE) to this terminal while it runs, not only into the executed copy."""
     root = chdir_repo_root()
     out = Path(dest) / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    print(f"{name}: executing -> {out}", flush=True)
     pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out), parameters=parameters,
-                        cwd=str(root), progress_bar=True, log_output=False)
+                        cwd=str(root), progress_bar=not stream, log_output=False,
+                        stdout_file=sys.stdout if stream else None)
     print(f"{name}: executed in {time.time() - t0:.0f} s -> {out}")
     return out
 

@@ -146,3 +146,128 @@ def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
                   weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=2)
     run = load_run(train(TrainConfig.from_dict(values), progress=False))
     assert np.isfinite(run["metrics"]["splits"]["test"]["mre"])
+
+
+# --- issue 8: defects that would lose or overwrite a long run ------------------------------------------
+
+def test_resume_loads_the_checkpoint_on_cpu_whatever_the_device(tmp_path, monkeypatch):
+    """RNG states must stay CPU tensors: last.pt is read with map_location='cpu' (loading it onto a
+    GPU made torch.set_rng_state raise), and every generator's state comes back."""
+    import importlib
+
+    train_mod = importlib.import_module("farnetlib.engine.train")  # the module, not the function
+    cfg = tiny(tmp_path, run_name="rng")
+    run_dir = train(cfg, stop_after_epochs=1, progress=False)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert {"torch", "numpy", "python"} <= set(state["rng"]) and state["rng"]["torch"].device.type == "cpu"
+    seen = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        seen.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod.torch, "load", recording_load)
+    train(cfg, progress=False)
+    assert seen and all(m == "cpu" for m in seen), seen
+
+
+def test_run_started_without_fp16_resumes_with_fp16_and_its_scaler(tmp_path):
+    """A CPU run saves a disabled GradScaler's empty state; resuming with fp16 (scaler enabled) must
+    start the scaler afresh instead of failing in load_state_dict."""
+    run_dir = train(tiny(tmp_path, run_name="scaler", precision="fp32"), stop_after_epochs=1, progress=False)
+    run = load_run(train(tiny(tmp_path, run_name="scaler", precision="fp16"), progress=False))
+    assert len(run["history"]) == 2 and np.isfinite(run["history"]["train_loss"]).all()
+    assert run_dir == run["path"]
+
+
+def test_rng_state_round_trip():
+    import random
+
+    from farnetlib.engine.train import restore_rng, rng_state
+
+    saved = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    restore_rng(saved)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_evaluate_never_overwrites_an_entry_without_force(tmp_path):
+    run_dir = train(tiny(tmp_path, run_name="ow", epochs=1, decoder="quadratic"), progress=False)
+    before = json.loads((run_dir / "metrics.json").read_text())["splits"]["test"]
+    # another decoder gets its own label instead of replacing `test`
+    _, m = evaluate(run_dir, "test", device="cpu", write=True, decoder="argmax")
+    assert m["label"] == "test_argmax"
+    stored = json.loads((run_dir / "metrics.json").read_text())["splits"]
+    assert stored["test"] == before and stored["test_argmax"]["decoder"] == "argmax"
+    with pytest.raises(FileExistsError, match="'test_argmax'.*--force"):
+        evaluate(run_dir, "test", device="cpu", write=True, decoder="argmax")
+    with pytest.raises(FileExistsError, match="'test'"):
+        evaluate(run_dir, "test", device="cpu", write=True)
+    evaluate(run_dir, "test", device="cpu", write=True, decoder="argmax", force=True)
+    preds = load_run(run_dir)["predictions"]
+    assert (preds["split"] == "test_argmax").sum() == 4 * 5  # replaced, not appended twice
+
+
+def test_a_finished_run_is_not_evaluated_again(tmp_path):
+    cfg = tiny(tmp_path, run_name="done", epochs=1)
+    run_dir = train(cfg, progress=False)
+    evaluate(run_dir, "test", device="cpu", write=True, label="test_extra")
+    metrics_before = (run_dir / "metrics.json").read_text()
+    preds_before = (run_dir / "predictions.csv").read_text()
+    assert train(cfg, progress=False) == run_dir
+    assert (run_dir / "metrics.json").read_text() == metrics_before
+    assert (run_dir / "predictions.csv").read_text() == preds_before
+    with pytest.raises(ConfigError, match="finished.*new run_name"):
+        train(tiny(tmp_path, run_name="done", epochs=3), progress=False)
+
+
+def test_validation_images_do_not_change_with_the_training_seed(tmp_path):
+    from farnetlib.engine.data import build_train_data
+    from farnetlib.engine.distributed import Process
+
+    proc = Process(device=torch.device("cpu"))
+    splits = [build_train_data(tiny(tmp_path, seed=s), proc, progress=False).val_idx for s in (0, 1, 2)]
+    assert splits[0] == splits[1] == splits[2]
+    other = build_train_data(tiny(tmp_path, split_seed=5), proc, progress=False).val_idx
+    assert other != splits[0]
+
+
+def test_legacy_run_configs_load_with_their_fine_head(tmp_path):
+    legacy = tiny(tmp_path).to_dict()
+    legacy.pop("precision"), legacy.pop("fine_head_width")
+    legacy["amp"] = None
+    cfg = TrainConfig.from_dict(legacy)
+    assert cfg.precision == "auto" and cfg.fine_head_width == 64
+    assert TrainConfig.from_dict({**legacy, "amp": False}).precision == "fp32"
+
+
+def test_environment_records_accelerator_versions_and_all_packages(tmp_path):
+    run = load_run(train(tiny(tmp_path, run_name="env", epochs=1), progress=False))
+    env = run["environment"]
+    assert {"cuda_runtime", "cudnn", "nvidia_driver", "gpu_count"} <= set(env)
+    assert env["all_packages"]["torch"] == env["packages"]["torch"] and len(env["all_packages"]) > 20
+
+
+def test_augmentation_follows_the_epoch_into_persistent_workers():
+    from torch.utils.data import DataLoader
+
+    from farnetlib.data import Augment, LandmarkDataset
+
+    ds = LandmarkDataset(Synthetic(3, 5, (96, 80), seed=4), (64, 64), augment=Augment(), seed=0)
+    loader = DataLoader(ds, batch_size=3, num_workers=1, persistent_workers=True)
+    seen = []
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        seen.append(next(iter(loader))["image"])
+        direct = torch.stack([ds[j]["image"] for j in range(3)])
+        torch.testing.assert_close(seen[-1], direct)
+    assert not torch.equal(seen[0], seen[1])
+
+
+@pytest.mark.parametrize("precision,channels_last", [("bf16", True), ("fp32", True)])
+def test_training_runs_with_bf16_and_channels_last(tmp_path, precision, channels_last):
+    run = load_run(train(tiny(tmp_path, run_name=f"{precision}-{channels_last}", epochs=1, precision=precision,
+                              channels_last=channels_last), progress=False))
+    assert np.isfinite(run["metrics"]["splits"]["test"]["mre"])
+    assert run["config"]["precision"] == precision

@@ -6,13 +6,21 @@ Layout as distributed::
     root/boostnet_labeldata/labels/{training,test}/<name>.jpg.mat     # key 'p2': 68 x 2 (x, y) pixels
 
 (``root`` may also be the ``boostnet_labeldata`` folder itself.) 17 vertebrae x corners top-left,
-top-right, bottom-left, bottom-right. Spacing is not given: errors are in pixels.
+top-right, bottom-left, bottom-right. Spacing is not given: errors are in pixels. Each label folder
+may also hold ``angles.csv`` (the three Cobb angles, degrees, in the row order of
+``filenames.csv``): :meth:`AASCESpine.cobb_angles` reads them for the images of the source.
+
+Some labels lie outside their image (training ``sunhl-1th-25-Jul-2016-49 A AP``: landmark 64 at
+y = 2382 in a 2325-px-high image). Every label is checked against its image's size when the source
+is built; ``outside="raise"`` (default) names the first such point, ``outside="keep"`` keeps them
+as annotated and lists them in ``outside_points``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.io
 
 from .base import LandmarkSource
@@ -45,7 +53,8 @@ class AASCESpine(LandmarkSource):
     num_landmarks = 68
     landmark_names = tuple(f"v{v + 1}-{c}" for v in range(17) for c in CORNERS)
 
-    def __init__(self, root: str | Path, split: str = "training", missing: str = "raise") -> None:
+    def __init__(self, root: str | Path, split: str = "training", missing: str = "raise",
+                 outside: str = "raise") -> None:
         if split not in ("training", "test"):
             raise ValueError(f"AASCESpine split must be 'training' or 'test', got {split!r}")
         if missing not in ("raise", "skip"):
@@ -73,6 +82,25 @@ class AASCESpine(LandmarkSource):
         self.ids = [p.name[:-len(".jpg")] if p.name.lower().endswith(".jpg") else p.stem for p in self.image_paths]
         self.landmarks = np.stack([read_spine_mat(p, self.num_landmarks) for p in self.annotation_paths])
         self.spacings = None
+        self.check_labels(outside)
+
+    def cobb_angles(self) -> pd.DataFrame:
+        """The ground-truth Cobb angles (degrees) of this source's images from ``angles.csv``, indexed
+        by id, columns PT, MT, TL (the challenge's order; see :mod:`farnetlib.spine`)."""
+        folder = self.root / "labels" / self.split
+        angles_csv, names_csv = folder / "angles.csv", folder / "filenames.csv"
+        for path in (angles_csv, names_csv):
+            if not path.is_file():
+                raise DatasetError(f"AASCE {self.split}: {path} not found (needed for the Cobb angles)")
+        names = [line.strip() for line in names_csv.read_text().splitlines() if line.strip()]
+        angles = pd.read_csv(angles_csv, header=None, names=["PT", "MT", "TL"])
+        if len(angles) != len(names):
+            raise DatasetError(f"{angles_csv}: {len(angles)} rows but {names_csv} lists {len(names)} files")
+        angles.index = [n[:-len(".jpg")] if n.lower().endswith(".jpg") else n for n in names]
+        absent = [i for i in self.ids if i not in angles.index]
+        if absent:
+            raise DatasetError(f"{names_csv}: no angles for {len(absent)} images of the source (first: {absent[:3]})")
+        return angles.loc[self.ids]
 
     def describe(self) -> dict:
         return {**super().describe(), "split": self.split, "labelled": self.labelled_count,

@@ -11,7 +11,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .io import DatasetError, read_gray
 
-__all__ = ["Sample", "LandmarkSource"]
+__all__ = ["Sample", "LandmarkSource", "check_inside", "points_outside", "OUTSIDE_POLICIES"]
+
+OUTSIDE_POLICIES = ("raise", "keep")
 
 
 @dataclass
@@ -37,6 +39,8 @@ class LandmarkSource:
     landmarks: np.ndarray
     spacings: np.ndarray | None  # (N, 2) mm/px or None
     annotation_paths: list[Path]
+    outside_policy: str = "raise"  # what check_labels found to be allowed: "raise" or "keep"
+    outside_points: list[dict] = []  # labels outside their image (filled by check_labels)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -70,21 +74,56 @@ class LandmarkSource:
         path = self.image_paths[i]
         image = self.read_image(i)
         pts = self.landmarks[i]
-        check_inside(pts, image.shape, f"{self.annotation_paths[i]} (image {path.name})")
+        if self.outside_policy == "raise":
+            check_inside(pts, image.shape, f"{self.annotation_paths[i]} (image {path.name})")
         return Sample(self.ids[i], image, pts.copy(), self.spacing(i), path)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def check_labels(self, outside: str = "raise", progress: bool = False) -> list[dict]:
+        """Check every label against its image's size (read from the file headers) once, up front.
+
+        ``outside="raise"``: a landmark outside its image raises ``DatasetError`` naming the
+        annotation file, the image, the landmark and how many more there are. ``"keep"``: such
+        points are kept as annotated (evaluation never alters the ground truth; training targets
+        are then partial Gaussians at the border) and listed in ``outside_points``.
+        """
+        if outside not in OUTSIDE_POLICIES:
+            raise ValueError(f"outside must be one of {OUTSIDE_POLICIES}, got {outside!r}")
+        found = []
+        for i in range(len(self)):
+            h, w = self.image_hw(i)
+            for k in np.flatnonzero(points_outside(self.landmarks[i], (h, w))):
+                x, y = self.landmarks[i, k]
+                found.append({"id": self.ids[i], "landmark": int(k) + 1, "x": float(x), "y": float(y),
+                              "width": w, "height": h, "annotation": str(self.annotation_paths[i])})
+        if found and outside == "raise":
+            f = found[0]
+            listing = "; ".join(f"{o['id']} landmark {o['landmark']}" for o in found[:8])
+            raise DatasetError(f"{self.name}: {len(found)} landmark(s) lie outside their image ({listing}"
+                               f"{' …' if len(found) > 8 else ''}); first: {f['annotation']} (image {f['id']}): "
+                               f"landmark {f['landmark']} at ({f['x']:.1f}, {f['y']:.1f}) outside the "
+                               f"{f['width']} x {f['height']} image; pass outside='keep' to keep them as annotated")
+        self.outside_policy, self.outside_points = outside, found
+        return found
+
     def describe(self) -> dict:
         """What a notebook prints about this source (no image decoding)."""
         return {"dataset": self.name, "n": len(self), "num_landmarks": self.num_landmarks,
-                "spacing_mm": None if self.spacings is None else sorted({tuple(s) for s in self.spacings.round(6).tolist()})[:3]}
+                "spacing_mm": None if self.spacings is None else sorted({tuple(s) for s in self.spacings.round(6).tolist()})[:3],
+                "outside_points": len(self.outside_points), "outside_policy": self.outside_policy}
+
+
+def points_outside(pts: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(K,) bool: which points lie outside an image of ``shape`` (pixel-centre convention)."""
+    h, w = shape[:2]
+    return (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
 
 
 def check_inside(pts: np.ndarray, shape: tuple[int, ...], where: str) -> None:
+    out = points_outside(pts, shape)
     h, w = shape[:2]
-    out = (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
     if out.any():
         k = int(np.flatnonzero(out)[0])
         raise DatasetError(f"{where}: landmark {k + 1} at {tuple(pts[k])} lies outside the {w} x {h} image")

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from ..heatmaps import rescale_points
 from .base import LandmarkSource, check_inside
@@ -33,22 +34,34 @@ class LandmarkDataset(Dataset):
         self.cache = cache if cache is not None else ImageCache()
         self.indices = list(range(len(source))) if indices is None else list(indices)
         self.reference_0_255, self.seed = reference_0_255, seed
-        self.epoch = 0
+        # in shared memory, so that set_epoch reaches DataLoader workers that persist across epochs
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._orig_hw: dict[int, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def set_epoch(self, epoch: int) -> None:
-        """Different augmentation each epoch, reproducible for a seed."""
-        self.epoch = epoch
+        """Different augmentation each epoch, reproducible for a seed (also in persistent workers)."""
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def prefill_cache(self, progress: bool = False) -> None:
+        """Decode and resize every image once, before DataLoader workers start (they inherit it)."""
+        for j in tqdm(range(len(self)), desc="caching images", leave=False, disable=not progress):
+            self.orig_hw(j)
+            self.cache.get(self.source, self.indices[j], self.input_size)
 
     def orig_hw(self, j: int) -> tuple[int, int]:
         i = self.indices[j]
         if i not in self._orig_hw:
             hw = self.source.image_hw(i)
-            check_inside(self.source.landmarks[i], hw,
-                         f"{self.source.annotation_paths[i]} (image {self.source.image_paths[i].name})")
+            if self.source.outside_policy == "raise":
+                check_inside(self.source.landmarks[i], hw,
+                             f"{self.source.annotation_paths[i]} (image {self.source.image_paths[i].name})")
             self._orig_hw[i] = hw
         return self._orig_hw[i]
 

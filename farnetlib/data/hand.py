@@ -49,7 +49,7 @@ class HandXray(LandmarkSource):
     num_landmarks = 37
 
     def __init__(self, root: str | Path, fold: int = 1, split: str = "train", missing: str = "raise",
-                 scale_pair: tuple[int, int] = (1, 5), scale_mm: float = 50.0) -> None:
+                 scale_pair: tuple[int, int] = (1, 5), scale_mm: float = 50.0, outside: str = "raise") -> None:
         if fold not in (1, 2, 3):
             raise ValueError(f"HandXray fold must be 1, 2 or 3, got {fold!r}")
         if split not in ("train", "test"):
@@ -82,6 +82,7 @@ class HandXray(LandmarkSource):
         self.annotation_paths = [csv_path] * len(self.ids)
         self.landmarks = np.stack([table[i] for i in self.ids])
         self.spacings = spacing_from_reference(self.landmarks, self.scale_pair, self.scale_mm)
+        self.check_labels(outside)
 
     def describe(self) -> dict:
         return {**super().describe(), "fold": self.fold, "split": self.split, "listed": self.listed_count,

@@ -35,7 +35,7 @@ class ISBI2015(LandmarkSource):
     pixel_spacing_mm = 0.1
 
     def __init__(self, root: str | Path, split: str = "train", annotation: str = "mean",
-                 pixel_spacing_mm: float = 0.1) -> None:
+                 pixel_spacing_mm: float = 0.1, outside: str = "raise") -> None:
         if split not in ISBI_SPLITS:
             raise ValueError(f"ISBI2015 split must be one of {list(ISBI_SPLITS)}, got {split!r}")
         if annotation not in ANNOTATIONS:
@@ -57,6 +57,7 @@ class ISBI2015(LandmarkSource):
                                  for d, paths in per_doctor.items()}
         self.landmarks = np.mean(list(self.doctor_landmarks.values()), axis=0)
         self.spacings = np.full((len(self.ids), 2), self.pixel_spacing_mm)
+        self.check_labels(outside)
 
     def describe(self) -> dict:
         return {**super().describe(), "split": self.split, "ground_truth": self.annotation}

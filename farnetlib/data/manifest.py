@@ -131,6 +131,7 @@ class VerifyReport:
     mismatching: list[str] = field(default_factory=list)
     not_comparable: int = 0  # present, readable, but a different copy (e.g. BMP vs our JPEG)
     splits: dict[str, str] = field(default_factory=dict)
+    outside: list[str] = field(default_factory=list)  # labels outside their image (a fact of the data)
 
     @property
     def ok(self) -> bool:
@@ -143,6 +144,9 @@ class VerifyReport:
             items = getattr(self, name)
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             lines.append(f"  {name}: {len(items)}" + (f" — {', '.join(items[:limit])}{more}" if items else ""))
+        more = f" (+{len(self.outside) - limit} more)" if len(self.outside) > limit else ""
+        lines.append(f"  landmarks outside their image: {len(self.outside)}"
+                     + (f" — {', '.join(self.outside[:limit])}{more}" if self.outside else ""))
         if self.not_comparable:
             lines.append(f"  {self.not_comparable} images are another copy (not our JPEG bytes): decoded and size-checked only")
         lines.append("  OK" if self.ok else "  NOT OK")
@@ -232,7 +236,30 @@ def verify(root: str | Path, dataset: str, manifest: dict | None = None) -> Veri
                 rel = str(p.relative_to(root))
                 if p.is_file() and rel not in expected_names:
                     report.extra.append(rel)
+    report.outside = labels_outside(root, dataset)
     return report
+
+
+def labels_outside(root: Path, dataset: str) -> list[str]:
+    """Every present label that lies outside its image, as ``"<id>: landmark k at (x, y) in W x H"``."""
+    from .registry import open_dataset
+
+    if dataset == "hand_xray":
+        parts = [dict(split=s, fold=f, missing="skip") for f in (1, 2, 3) for s in ("train", "test")]
+    elif dataset == "aasce":
+        parts = [dict(split=s, missing="skip") for s in ("training", "test")]
+    else:
+        parts = [dict(split=s) for s in ("train", "test1", "test2")]
+    found: dict[tuple[str, int], str] = {}
+    for kwargs in parts:
+        try:
+            source = open_dataset(dataset, root, outside="keep", **kwargs)
+        except DatasetError:
+            continue  # an absent split (e.g. ISBI Test2) has nothing to check
+        for o in source.outside_points:
+            found[(o["id"], o["landmark"])] = (f"{o['id']}: landmark {o['landmark']} at ({o['x']:.1f}, {o['y']:.1f}) "
+                                               f"in {o['width']} x {o['height']}")
+    return [found[k] for k in sorted(found)]
 
 
 def main() -> None:

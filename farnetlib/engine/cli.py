@@ -1,4 +1,8 @@
-"""Command line: ``python -m farnetlib.engine.cli train --config configs/x.json --set epochs=3``.
+"""Command line, installed as ``farnet`` (also ``python -m farnetlib.engine.cli``)::
+
+    farnet train --config configs/isbi2015_cpu.json --set epochs=3
+    farnet evaluate results/isbi2015_cpu/isbi2015_cpu test1 --ground-truth senior --write
+    farnet predict results/isbi2015_cpu/isbi2015_cpu path/to/images --out predictions/
 
 ``--set field=value`` overrides (JSON values: ``--set input_size=[256,224] --set augment=true``).
 """
@@ -6,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from .config import TrainConfig
 from .evaluate import evaluate
+from .folder import predict_folder
 from .train import train
 
 
@@ -37,18 +43,35 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--root", help="another copy of the dataset (e.g. the official ISBI layout with Test2)")
     e.add_argument("--decoder")
     e.add_argument("--ground-truth")
+    e.add_argument("--eval-batch-size", type=int)
     e.add_argument("--write", action="store_true", help="add predictions and metrics to the run folder")
-    e.add_argument("--label", help="name under which --write stores the split (default: the split)")
+    e.add_argument("--label", help="name under which --write stores the result (default: the split, plus the "
+                                   "ground truth and decoder where they differ from the run's, e.g. test1_senior)")
+    e.add_argument("--force", action="store_true", help="with --write: replace an existing entry of that label")
+    p = sub.add_parser("predict", help="predict landmarks on a folder of images: a CSV and overlays")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("images", help="a folder of images, or one image")
+    p.add_argument("--out", required=True, help="output folder (predictions.csv, overlays/)")
+    p.add_argument("--decoder")
+    p.add_argument("--no-overlays", action="store_true")
+    p.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     if args.cmd == "train":
         values = json.loads(open(args.config).read()) if args.config else {}
         values.update(_overrides(args.set))
         run_dir = train(TrainConfig.from_dict(values), run_dir=args.run_dir, resume=not args.no_resume)
-        print(f"run folder: {run_dir}")
-        print((run_dir / "metrics.json").read_text())
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
+            print(f"run folder: {run_dir}")
+            print((run_dir / "metrics.json").read_text())
+    elif args.cmd == "predict":
+        table = predict_folder(args.run, args.images, args.out, decoder=args.decoder,
+                               overlays=not args.no_overlays, device=args.device)
+        print(f"{table['image'].nunique()} images -> {args.out}/predictions.csv")
     else:
-        over = {k: v for k, v in {"decoder": args.decoder, "ground_truth": args.ground_truth}.items() if v}
-        _, metrics = evaluate(args.run, args.split, root=args.root, write=args.write, label=args.label, **over)
+        over = {k: v for k, v in {"decoder": args.decoder, "ground_truth": args.ground_truth,
+                                  "eval_batch_size": args.eval_batch_size}.items() if v}
+        _, metrics = evaluate(args.run, args.split, root=args.root, write=args.write, label=args.label,
+                              force=args.force, **over)
         print(json.dumps(metrics, indent=2))
 
 

@@ -3,7 +3,12 @@
 Defaults are the paper's setting (reference code): DenseNet121, 800 x 640 input, EWC loss with
 base 40, sigma 10 px at full resolution (and 10 px at the half-resolution coarse output), Adam
 1e-4, 300 epochs, x0.1 at epoch 200, batch 1, no augmentation, argmax decoding. The validation
-split is carved from the training images; test splits are evaluated once, after training.
+split is carved from the training images by ``split_seed`` (fixed across a multi-seed study; ``seed``
+drives initialisation and data order only); test splits are evaluated once, after training.
+
+Configs written before ``precision`` existed carry ``amp`` instead; :meth:`TrainConfig.from_dict`
+reads them (``amp`` None/True/False -> ``precision`` auto/fp16/fp32) and, since their models had the
+narrow fine head, sets ``fine_head_width=64`` so that their checkpoints load.
 """
 from __future__ import annotations
 
@@ -14,15 +19,22 @@ from pathlib import Path
 from ..backbones import BACKBONES
 from ..heatmaps import DECODERS
 from ..losses import LOSSES
+from .precision import PRECISIONS
 
 __all__ = ["TrainConfig", "ConfigError", "DATASET_DEFAULTS"]
 
 DATASET_DEFAULTS = {
-    # train split, test splits, radii (mm; px where no spacing)
-    "synthetic": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 2.5, 3.0, 4.0]},
-    "isbi2015": {"train_split": "train", "test_splits": ["test1", "test2"], "radii": [2.0, 2.5, 3.0, 4.0]},
-    "hand_xray": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 4.0, 10.0]},
-    "aasce": {"train_split": "training", "test_splits": ["test"], "radii": [5.0, 10.0, 20.0]},
+    # train split, test splits, radii (mm; px where no spacing), default input size (H, W) used when
+    # a config gives none: the paper's 800 x 640 for ceph, 512 x 512 for hands; spine radiographs are
+    # about 1:2.5 (W:H), so a tall input keeps the per-axis scale of the vertebrae comparable.
+    "synthetic": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 2.5, 3.0, 4.0],
+                  "input_size": (800, 640)},
+    "isbi2015": {"train_split": "train", "test_splits": ["test1", "test2"], "radii": [2.0, 2.5, 3.0, 4.0],
+                 "input_size": (800, 640)},
+    "hand_xray": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 4.0, 10.0],
+                  "input_size": (512, 512)},
+    "aasce": {"train_split": "training", "test_splits": ["test"], "radii": [5.0, 10.0, 20.0],
+              "input_size": (1024, 416)},
 }
 
 
@@ -37,10 +49,12 @@ class TrainConfig:
     root: str | None = None
     ground_truth: str = "mean"  # ISBI: mean | senior | junior
     test_splits: list[str] | None = None  # None: the dataset's default test splits
-    val_count: int = 20  # validation images carved from the training images (fixed by seed)
+    val_count: int = 20  # validation images carved from the training images (fixed by split_seed)
+    split_seed: int = 0  # which training images are validation (and the synthetic data); not `seed`
     hand_fold: int = 1
     hand_scale_pair: tuple[int, int] = (1, 5)  # Payer: landmarks 1 and 5 are 50 mm apart
     missing: str = "raise"  # hand/spine: "skip" listed images that are absent
+    outside: str = "raise"  # labels outside their image: "raise" at start-up, or "keep" them as annotated
     synthetic_train: int = 60
     synthetic_test: int = 30
     synthetic_landmarks: int = 19
@@ -49,8 +63,9 @@ class TrainConfig:
     # model
     backbone: str = "densenet121"
     weights: str | None = None  # None | "imagenet" | path to a backbone state dict
-    input_size: tuple[int, int] = (800, 640)  # (H, W), multiples of 32
+    input_size: tuple[int, int] | None = None  # (H, W), multiples of 32; None: the dataset's default
     reference_0_255: bool = False  # reference-code intensity normalisation (faithfulness studies)
+    fine_head_width: int | None = None  # None: the reference width 64 + 32 + K; 64: farnet <= 0.1
     # targets and loss
     sigma: float = 10.0  # Gaussian SD in pixels of the fine (input-size) heatmap
     sigma_coarse: float | None = None  # None: same value in coarse pixels, as the reference code
@@ -70,17 +85,26 @@ class TrainConfig:
     # evaluation
     decoder: str = "argmax"  # argmax (reference) | quadratic (sub-pixel)
     eval_every: int = 1
+    eval_batch_size: int = 8  # batch size of validation/test prediction (memory only, not results)
+    eval_channels_last: bool = True  # final/stand-alone evaluation in channels_last (faster inference on CPU too)
     # runtime
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool | None = None  # None: on for CUDA
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (with GradScaler)
+    channels_last: bool = False  # training in torch.channels_last (per-epoch validation uses the same model)
+    compile: bool = False  # torch.compile the training forward/backward (compiles in the first steps)
+    cudnn_benchmark: bool = True  # CUDA: let cuDNN pick the fastest kernels for the fixed input size
+    sync_bn: bool = False  # torchrun: SyncBatchNorm across processes (batch 1 per GPU)
+    finite_check_every: int = 50  # steps between checks that the loss is finite (each check syncs)
     num_workers: int = 0
     threads: int | None = None  # torch CPU threads (None: torch default)
     run_name: str | None = None
     results_dir: str = "results/runs"
 
     def __post_init__(self) -> None:
-        self.input_size = tuple(self.input_size)  # type: ignore[assignment]
+        if self.input_size is None and self.dataset in DATASET_DEFAULTS:
+            self.input_size = DATASET_DEFAULTS[self.dataset]["input_size"]
+        self.input_size = tuple(self.input_size) if self.input_size is not None else None  # type: ignore[assignment]
         self.synthetic_image_size = tuple(self.synthetic_image_size)  # type: ignore[assignment]
         self.hand_scale_pair = tuple(self.hand_scale_pair)  # type: ignore[assignment]
         self.milestones = list(self.milestones)
@@ -104,7 +128,7 @@ class TrainConfig:
             raise bad("decoder", f"must be one of {list(DECODERS)}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise bad("optimizer", "must be 'adam', 'adamw' or 'sgd'")
-        if len(self.input_size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.input_size):
+        if self.input_size is None or len(self.input_size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.input_size):
             raise bad("input_size", "must be (H, W), both positive multiples of 32")
         for name in ("epochs", "batch_size", "eval_every"):
             if int(getattr(self, name)) < 1:
@@ -118,12 +142,21 @@ class TrainConfig:
             raise bad("val_count", "must be >= 1 (models are selected on validation images only)")
         if self.missing not in ("raise", "skip"):
             raise bad("missing", "must be 'raise' or 'skip'")
+        if self.outside not in ("raise", "keep"):
+            raise bad("outside", "must be 'raise' or 'keep'")
         if self.hand_fold not in (1, 2, 3):
             raise bad("hand_fold", "must be 1, 2 or 3")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
         if self.num_workers < 0:
             raise bad("num_workers", "must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"must be one of {list(PRECISIONS)}")
+        for name in ("eval_batch_size", "finite_check_every"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "must be >= 1")
+        if self.fine_head_width is not None and int(self.fine_head_width) < 1:
+            raise bad("fine_head_width", "must be >= 1 or None (the reference width)")
 
     @property
     def splits_to_test(self) -> list[str]:
@@ -141,6 +174,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        values = _upgrade_legacy(values)
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -150,3 +184,14 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _upgrade_legacy(values: dict) -> dict:
+    """A config dict of farnet 0.1 (with ``amp``, narrow fine head) in today's fields."""
+    if "amp" not in values:
+        return values
+    values = dict(values)
+    amp = values.pop("amp")
+    values.setdefault("precision", {None: "auto", True: "fp16", False: "fp32"}[amp])
+    values.setdefault("fine_head_width", 64)
+    return values

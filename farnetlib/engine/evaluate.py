@@ -11,15 +11,17 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import LandmarkDataset, LandmarkSource
+from ..data import DatasetError, LandmarkDataset, LandmarkSource
 from ..data.transforms import resize_image, to_tensor
 from ..heatmaps import build_decoder, rescale_points
 from ..metrics import radial_errors, summarize
 from ..model import FARNet
 from .config import TrainConfig
+from .precision import autocast, is_channels_last, resolve_precision, to_layout
 from .sources import build_source, describe_ground_truth
 
-__all__ = ["predict", "predict_source", "split_metrics", "evaluate", "load_model", "resolve_device"]
+__all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_splits", "load_model",
+           "build_model", "resolve_device", "result_label"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,14 +51,17 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
                    indices: list[int] | None = None, cache=None, progress: bool = True) -> pd.DataFrame:
     """One row per image x landmark: predictions and ground truth in original pixels, errors in px/mm."""
     device = next(model.parameters()).device
+    precision = resolve_precision(cfg.precision, device)
+    channels_last = is_channels_last(model)  # inputs follow the model's memory layout
     ds = LandmarkDataset(source, cfg.input_size, cache=cache, indices=indices, reference_0_255=cfg.reference_0_255)
-    loader = DataLoader(ds, batch_size=max(1, cfg.batch_size), shuffle=False, num_workers=0)
+    loader = DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0,
+                        pin_memory=device.type == "cuda")
     decoder = build_decoder(cfg.decoder)
     model.eval()
     rows, names = [], source.landmark_names
     for batch in tqdm(loader, desc=f"predict {split}", leave=False, disable=not progress):
-        with torch.autocast(device.type, dtype=torch.float16, enabled=_amp(cfg, device)):
-            fine = model(batch["image"].to(device)).fine
+        with autocast(device, precision):
+            fine = model(to_layout(batch["image"].to(device, non_blocking=True), channels_last)).fine
         pts, peak = decoder.decode(fine.float())
         pts, peak = pts.cpu().double().numpy(), peak.cpu().numpy()
         for b in range(len(pts)):
@@ -77,10 +82,6 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
     return pd.DataFrame(rows)
 
 
-def _amp(cfg: TrainConfig, device: torch.device) -> bool:
-    return device.type == "cuda" and (cfg.amp is None or cfg.amp)
-
-
 def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig) -> dict:
     """MRE, SD and SDR of one split's predictions, with everything that qualifies the numbers."""
     unit = "mm" if predictions["error_mm"].notna().all() else "px"
@@ -95,36 +96,74 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, Tr
     """A FARNet and its config from a checkpoint written by :func:`farnetlib.engine.train`."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(ckpt["config"])
-    num_landmarks = ckpt["num_landmarks"]
-    model = FARNet(num_landmarks, backbone=cfg.backbone, weights=None)
+    model = build_model(cfg, ckpt["num_landmarks"])
     model.load_state_dict(ckpt["model"])
-    return model.to(resolve_device(device)).eval(), cfg
+    return to_layout(model.to(resolve_device(device)), cfg.eval_channels_last).eval(), cfg
+
+
+def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None) -> FARNet:
+    """The FARNet a config describes (``weights`` only for the backbone's initialisation)."""
+    return FARNet(num_landmarks, backbone=cfg.backbone, weights=weights, fine_width=cfg.fine_head_width)
+
+
+def evaluate_splits(model: FARNet, cfg: TrainConfig, source: LandmarkSource, val_idx: list[int], cache,
+                    progress: bool = True) -> tuple[list[pd.DataFrame], dict]:
+    """Predictions and metrics of the validation images and of each test split the config names;
+    test splits whose files are absent are listed under ``skipped`` with the reason."""
+    frames = [predict_source(model, source, cfg, "val", indices=val_idx, cache=cache, progress=progress)]
+    metrics = {"splits": {"val": split_metrics(frames[0], cfg)}, "skipped": {}}
+    for split in cfg.splits_to_test:
+        try:
+            test_source = build_source(cfg, split)
+        except DatasetError as err:
+            metrics["skipped"][split] = str(err)
+            continue
+        frames.append(predict_source(model, test_source, cfg, split, progress=progress))
+        metrics["splits"][split] = split_metrics(frames[-1], cfg)
+    return frames, metrics
+
+
+def result_label(split: str, run_cfg: TrainConfig, eval_cfg: TrainConfig) -> str:
+    """The name of an evaluation in a run folder: the split, plus the ground truth and the decoder
+    where they differ from the run's own (``test1``, ``test1_senior``, ``test1_senior_argmax``)."""
+    parts = [split]
+    if eval_cfg.ground_truth != run_cfg.ground_truth:
+        parts.append(eval_cfg.ground_truth)
+    if eval_cfg.decoder != run_cfg.decoder:
+        parts.append(eval_cfg.decoder)
+    return "_".join(parts)
 
 
 def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None = None,
-             device: str = "auto", write: bool = False, label: str | None = None,
+             device: str = "auto", write: bool = False, label: str | None = None, force: bool = False,
              **overrides) -> tuple[pd.DataFrame, dict]:
     """Evaluate a run's selected checkpoint (``checkpoints/best.pt``) on ``split``.
 
     ``root`` points at another copy of the dataset, e.g. the official ISBI layout holding Test2,
     which is evaluated independently. ``overrides`` change evaluation-only fields (``decoder``,
-    ``ground_truth``). With ``write=True`` the predictions and metrics are added to the run folder
-    under ``label`` (default: the split name), e.g. ``label="test1_senior"`` for senior-only ground
-    truth beside the default mean ground truth.
+    ``ground_truth``, ``eval_batch_size``). With ``write=True`` the predictions and metrics are
+    added to the run folder under ``label``, by default :func:`result_label` (``test1_senior`` for
+    senior-only ground truth beside the run's ``test1``). An existing entry is never replaced
+    unless ``force=True``: the error names it.
     """
     path = Path(run_or_checkpoint)
     ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint at {ckpt}")
-    model, cfg = load_model(ckpt, device)
-    bad = set(overrides) - {"decoder", "ground_truth", "batch_size"}
+    model, run_cfg = load_model(ckpt, device)
+    bad = set(overrides) - {"decoder", "ground_truth", "eval_batch_size"}
     if bad:
-        raise ValueError(f"only decoder, ground_truth and batch_size can change at evaluation, not {sorted(bad)}")
-    cfg = replace(cfg, **overrides, **({"root": str(root)} if root is not None else {}))
+        raise ValueError(f"only decoder, ground_truth and eval_batch_size can change at evaluation, not {sorted(bad)}")
+    cfg = replace(run_cfg, **overrides, **({"root": str(root)} if root is not None else {}))
+    label = label or result_label(split, run_cfg, cfg)
+    if write and path.is_dir() and not force:
+        existing = json.loads((path / "metrics.json").read_text()).get("splits", {})
+        if label in existing:
+            raise FileExistsError(f"{path / 'metrics.json'} already holds an entry {label!r}; pass force=True "
+                                  "(--force) to replace it, or another label (--label)")
     source = build_source(cfg, split)
-    label = label or split
     preds = predict_source(model, source, cfg, label)
-    metrics = {**split_metrics(preds, cfg), "split": split}
+    metrics = {**split_metrics(preds, cfg), "split": split, "label": label}
     if write and path.is_dir():
         old = pd.read_csv(path / "predictions.csv", dtype={"id": str})
         pd.concat([old[old["split"] != label], preds]).to_csv(path / "predictions.csv", index=False)

@@ -36,6 +36,7 @@ def _git_commit() -> str | None:
 
 
 def environment(device: torch.device, seed: int) -> dict:
+    """Seed, commit, versions (the main packages, and every installed distribution) and hardware."""
     versions = {}
     for name in _PACKAGES:
         try:
@@ -45,7 +46,36 @@ def environment(device: torch.device, seed: int) -> dict:
     return {"seed": seed, "git_commit": _git_commit(), "python": platform.python_version(),
             "platform": platform.platform(), "packages": versions, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-            "torch_threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "torch_threads": torch.get_num_threads(), **accelerator_versions(),
+            "all_packages": all_packages(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def accelerator_versions() -> dict:
+    """CUDA runtime, cuDNN and NVIDIA driver versions (None where there is no GPU)."""
+    cuda = torch.cuda.is_available()
+    return {"cuda_runtime": torch.version.cuda if cuda else None,
+            "cudnn": torch.backends.cudnn.version() if cuda else None,
+            "nvidia_driver": _nvidia_driver() if cuda else None,
+            "gpu_count": torch.cuda.device_count() if cuda else 0}
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def all_packages() -> dict[str, str]:
+    """Every installed distribution and its version, sorted by name."""
+    found = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found[name] = dist.version
+    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
 
 
 def make_run_dir(results_dir: str | Path, name: str | None, dataset: str, backbone: str, seed: int) -> Path:

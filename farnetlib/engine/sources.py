@@ -13,20 +13,21 @@ def build_source(cfg: TrainConfig, split: str) -> LandmarkSource:
     """The source for ``split`` of ``cfg.dataset`` (``DatasetError`` when its files are absent)."""
     if cfg.dataset == "synthetic":
         n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
-        seed = cfg.seed * 1000 + (0 if split == "train" else 1)
+        seed = cfg.split_seed * 1000 + (0 if split == "train" else 1)  # the data, like the split, not `seed`
         return Synthetic(n, cfg.synthetic_landmarks, cfg.synthetic_image_size, seed=seed)
     if cfg.dataset == "isbi2015":
-        return ISBI2015(cfg.root, split, annotation=cfg.ground_truth)
+        return ISBI2015(cfg.root, split, annotation=cfg.ground_truth, outside=cfg.outside)
     if cfg.dataset == "hand_xray":
         return HandXray(cfg.root, fold=cfg.hand_fold, split=split, missing=cfg.missing,
-                        scale_pair=cfg.hand_scale_pair)
+                        scale_pair=cfg.hand_scale_pair, outside=cfg.outside)
     if cfg.dataset == "aasce":
-        return AASCESpine(cfg.root, split, missing=cfg.missing)
+        return AASCESpine(cfg.root, split, missing=cfg.missing, outside=cfg.outside)
     raise DatasetError(f"unknown dataset {cfg.dataset!r}")
 
 
 def carve_validation(n: int, val_count: int, seed: int) -> tuple[list[int], list[int]]:
-    """(train indices, validation indices): ``val_count`` of ``n`` images, fixed by ``seed``."""
+    """(train indices, validation indices): ``val_count`` of ``n`` images, fixed by ``seed``
+    (the config's ``split_seed``, which a multi-seed study keeps fixed)."""
     if val_count >= n:
         raise ValueError(f"val_count={val_count} leaves no training images out of {n}")
     perm = np.random.default_rng(seed).permutation(n)

@@ -1,15 +1,20 @@
 """Training: FARNet + coarse-to-fine loss, validation-based model selection, resume, run folder.
 
+``train(cfg)`` reads as its steps: set up the process (device, torchrun), open the run folder,
+build the data (validation carved by ``split_seed``), build the model and optimiser, resume from
+``checkpoints/last.pt``, then per epoch train, validate, checkpoint; finally evaluate the model
+selected on validation on each test split, once.
+
 Single process (CPU or one GPU) by default. Several GPUs: launch with torchrun, e.g.
 ``torchrun --nproc_per_node=4 -m farnetlib.engine.cli train --config configs/isbi2015_gpu_paper.json``;
-each process then trains on its shard through DistributedDataParallel and rank 0 validates and
-writes the run folder. (The multi-GPU path is not exercised by our CI, which has no GPU.)
+each process trains on its shard through DistributedDataParallel (``sync_bn=True`` for
+SyncBatchNorm at batch 1 per GPU), rank 0 validates and writes the one run folder. The path is
+tested on CPU with two gloo processes (tests/test_distributed.py).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -18,17 +23,17 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from ..data import Augment, DatasetError, ImageCache, LandmarkDataset
-from ..heatmaps import GaussianHeatmapEncoder, rescale_points
+from ..heatmaps import GaussianHeatmapEncoder
 from ..losses import CoarseToFineLoss, build_loss
-from ..model import FARNet
-from .config import ConfigError, DATASET_DEFAULTS, TrainConfig
-from .evaluate import _amp, predict_source, resolve_device, split_metrics
+from .config import ConfigError, TrainConfig
+from .data import TrainData, build_train_data
+from .distributed import Process, broadcast_object, setup_process, teardown_process
+from .evaluate import build_model, evaluate_splits, predict_source, split_metrics
+from .precision import make_scaler, resolve_precision, to_layout
 from .runs import environment, make_run_dir
-from .sources import build_source, carve_validation
+from .steps import LOSS_KEYS, StepContext, train_step
 
 __all__ = ["train", "seed_everything"]
 
@@ -39,6 +44,67 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = True,
+          stop_after_epochs: int | None = None, progress: bool = True) -> Path:
+    """Train per ``cfg``; return the run folder.
+
+    ``resume``: continue from ``checkpoints/last.pt`` when the folder has one; a finished run (its
+    ``metrics.json`` written) is not trained or evaluated again. ``stop_after_epochs`` ends this
+    call after that many epochs without the final test evaluation (as if killed; used to test
+    resume and to split long runs across sessions).
+    """
+    proc = setup_process(cfg)
+    try:
+        seed_everything(cfg.seed)
+        run_dir = _open_run_dir(cfg, run_dir, proc, resume)
+        data = build_train_data(cfg, proc, progress)
+        parts = _Parts(cfg, data.source.num_landmarks, proc)
+        start, best, history = _resume(parts, run_dir, proc, progress) if resume else (0, math.inf, [])
+        if _already_finished(run_dir, cfg, start, proc, progress):
+            return run_dir
+        for epoch in range(start, cfg.epochs):
+            if stop_after_epochs is not None and epoch - start >= stop_after_epochs:
+                return run_dir
+            row = _train_epoch(parts, data, cfg, epoch, proc, progress)
+            best = _validate_and_checkpoint(parts, data, cfg, row, best, history, run_dir, proc, progress)
+
+        if proc.main:
+            _final_evaluation(cfg, run_dir, data, proc.device, progress)
+        proc.barrier()  # every process returns once the run folder is complete
+        return run_dir
+    finally:
+        teardown_process(proc)
+
+
+class _Parts:
+    """The model and everything that updates it."""
+
+    def __init__(self, cfg: TrainConfig, num_landmarks: int, proc: Process) -> None:
+        precision = resolve_precision(cfg.precision, proc.device)
+        self.model = to_layout(build_model(cfg, num_landmarks, weights=cfg.weights).to(proc.device), cfg.channels_last)
+        self.net = self.model
+        if proc.world > 1:
+            if cfg.sync_bn:
+                if proc.device.type != "cuda":
+                    raise ConfigError("config field 'sync_bn' = True: SyncBatchNorm needs CUDA devices")
+                self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+                self.model = self.net
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self.optimizer = _optimizer(cfg, self.model.parameters())
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones,
+                                                              gamma=cfg.lr_gamma)
+        self.scaler = make_scaler(proc.device, precision)
+        loss_kwargs = {"base": cfg.ewc_base} if cfg.loss == "ewc" else {}
+        self.step = StepContext(
+            device=proc.device, precision=precision, channels_last=cfg.channels_last, input_size=cfg.input_size,
+            encoder_fine=GaussianHeatmapEncoder(cfg.sigma),
+            encoder_coarse=GaussianHeatmapEncoder(cfg.sigma_coarse or cfg.sigma),
+            criterion=CoarseToFineLoss(build_loss(cfg.loss, **loss_kwargs), cfg.coarse_weight, cfg.fine_weight))
+
+
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -47,162 +113,181 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
-def _targets(pts: torch.Tensor, cfg: TrainConfig, enc_fine, enc_coarse) -> tuple[torch.Tensor, torch.Tensor]:
-    h, w = cfg.input_size
-    half = (h // 2, w // 2)
-    fine = enc_fine.encode(pts, (h, w))
-    coarse = enc_coarse.encode(rescale_points(pts, (h, w), half), half)
-    return coarse, fine
+# --- run folder and resume -------------------------------------------------------------------------
+
+# fields that may change between a run's sessions without changing what is trained
+_RESUMABLE_CHANGES = {"epochs", "num_workers", "threads", "device", "eval_batch_size", "cudnn_benchmark",
+                      "finite_check_every", "precision", "channels_last", "compile",
+                      "eval_channels_last"}
+
+
+def _open_run_dir(cfg: TrainConfig, run_dir: str | Path | None, proc: Process, resume: bool) -> Path:
+    """The run folder, the same for every process: rank 0 names it and tells the others."""
+    if run_dir is None:
+        name = broadcast_object(proc, make_run_dir(cfg.results_dir, cfg.run_name, cfg.dataset, cfg.backbone,
+                                                   cfg.seed).name if proc.main else None)
+        run_dir = Path(cfg.results_dir) / name
+    run_dir = Path(run_dir)
+    if resume:
+        _check_resume_config(run_dir, cfg)
+    if proc.main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.json")
+        _write_environment(run_dir / "environment.json", proc, cfg.seed)
+    proc.barrier()
+    return run_dir
+
+
+def _write_environment(path: Path, proc: Process, seed: int) -> None:
+    """This session's environment; a resumed run keeps the earlier sessions' under ``previous_sessions``
+    (a long run may span machines)."""
+    env = environment(proc.device, seed)
+    if path.is_file():
+        old = json.loads(path.read_text())
+        env["previous_sessions"] = old.pop("previous_sessions", []) + [old]
+    path.write_text(json.dumps(env, indent=2))
 
 
 def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
     path = run_dir / "config.json"
     if path.is_file():
-        old = json.loads(path.read_text())
-        new = json.loads(json.dumps(cfg.to_dict()))
-        changed = {k for k in new if old.get(k) != new[k]} - {"epochs", "num_workers", "threads", "device"}
+        old = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
+        new = cfg.to_dict()
+        changed = {k for k in new if json.dumps(old.get(k)) != json.dumps(new[k])} - _RESUMABLE_CHANGES
         if changed:
             raise ConfigError(f"run folder {run_dir} was started with another config (fields {sorted(changed)}); "
                               "use a new run_name or the same config to resume")
 
 
-def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = True,
-          stop_after_epochs: int | None = None, progress: bool = True) -> Path:
-    """Train per ``cfg``; return the run folder.
+def _resume(parts: _Parts, run_dir: Path, proc: Process, progress: bool) -> tuple[int, float, list]:
+    """Load ``last.pt`` into ``parts``; (first epoch to run, best val MRE, history)."""
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return 0, math.inf, []
+    # on CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest where it belongs
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.scaler.is_enabled() and state.get("scaler"):
+        parts.scaler.load_state_dict(state["scaler"])  # a run started without fp16 saved none: start afresh
+    restore_rng(state.get("rng", {"torch": state.get("torch_rng")}))
+    if proc.main and progress:
+        print(f"resuming {run_dir.name} at epoch {state['epoch'] + 2} (best val MRE {state['best']:.3f})")
+    return state["epoch"] + 1, state["best"], state["history"]
 
-    ``resume``: continue from ``checkpoints/last.pt`` when the folder has one. ``stop_after_epochs``
-    ends this call after that many epochs without the final test evaluation (as if killed; used to
-    test resume and to split long runs across sessions).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = resolve_device(cfg.device)
-    if world > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    main = rank == 0
-    run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg.results_dir, cfg.run_name, cfg.dataset, cfg.backbone, cfg.seed)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    if resume:
-        _check_resume_config(run_dir, cfg)
-    if main:
-        cfg.save(run_dir / "config.json")
-        (run_dir / "environment.json").write_text(json.dumps(environment(device, cfg.seed), indent=2))
 
-    source = build_source(cfg, DATASET_DEFAULTS[cfg.dataset]["train_split"])
-    train_idx, val_idx = carve_validation(len(source), cfg.val_count, cfg.seed)
-    cache = ImageCache(disk_dir=cfg.cache_dir)
-    train_ds = LandmarkDataset(source, cfg.input_size, augment=Augment() if cfg.augment else None, cache=cache,
-                               indices=train_idx, reference_0_255=cfg.reference_0_255, seed=cfg.seed)
-    model = FARNet(source.num_landmarks, backbone=cfg.backbone, weights=cfg.weights).to(device)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    optimizer = _optimizer(cfg, model.parameters())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
-    loss_kwargs = {"base": cfg.ewc_base} if cfg.loss == "ewc" else {}
-    criterion = CoarseToFineLoss(build_loss(cfg.loss, **loss_kwargs), cfg.coarse_weight, cfg.fine_weight)
-    enc_fine = GaussianHeatmapEncoder(cfg.sigma)
-    enc_coarse = GaussianHeatmapEncoder(cfg.sigma_coarse or cfg.sigma)
-    use_amp = _amp(cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+def rng_state() -> dict:
+    """Every random generator's state, as CPU objects (saved in ``last.pt``)."""
+    out = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
 
-    start, best, history = 0, math.inf, []
-    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
-    if resume and last_path.is_file():
-        state = torch.load(last_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        start, best, history = state["epoch"] + 1, state["best"], state["history"]
-        if main and progress:
-            print(f"resuming {run_dir.name} at epoch {start + 1}/{cfg.epochs} (best val MRE {best:.3f})")
 
-    epochs_done = 0
-    for epoch in range(start, cfg.epochs):
-        if stop_after_epochs is not None and epochs_done >= stop_after_epochs:
-            return run_dir
-        t0 = time.perf_counter()
-        train_ds.set_epoch(epoch)
-        if world > 1:
-            sampler = DistributedSampler(train_ds, shuffle=True, seed=cfg.seed)
-            sampler.set_epoch(epoch)
-            loader = DataLoader(train_ds, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers)
-        else:
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            loader = DataLoader(train_ds, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers)
-        net.train()
-        sums = {"loss": 0.0, "coarse": 0.0, "fine": 0.0}
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and main))
-        for step, batch in enumerate(bar, start=1):
-            images = batch["image"].to(device, non_blocking=True)
-            coarse_t, fine_t = _targets(batch["landmarks"].to(device), cfg, enc_fine, enc_coarse)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                out = net(images)
-            losses = criterion(type(out)(out.coarse.float(), out.fine.float()), coarse_t, fine_t)
-            if not torch.isfinite(losses["loss"]):
-                raise FloatingPointError(f"loss became {losses['loss'].item()} at epoch {epoch + 1}, step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            for k in sums:
-                sums[k] += losses[k].item()
-            bar.set_postfix(loss=f"{sums['loss'] / step:.4g}")
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        row = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v / max(1, len(loader)) for k, v in sums.items()},
-               "train_seconds": time.perf_counter() - t0}
-        if main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            val = split_metrics(predict_source(model, source, cfg, "val", indices=val_idx, cache=cache, progress=False), cfg)
+def restore_rng(state: dict) -> None:
+    """Restore what :func:`rng_state` saved; CUDA states only where the same GPUs are present."""
+    if state.get("torch") is not None:
+        torch.set_rng_state(state["torch"].cpu())
+    if state.get("numpy") is not None:
+        np.random.set_state(state["numpy"])
+    if state.get("python") is not None:
+        random.setstate(state["python"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+def _already_finished(run_dir: Path, cfg: TrainConfig, start: int, proc: Process, progress: bool) -> bool:
+    """A run whose final evaluation was written is never re-evaluated (entries added later stay)."""
+    if not (run_dir / "metrics.json").is_file():
+        return False
+    if start < cfg.epochs:
+        raise ConfigError(f"run {run_dir} is finished and evaluated after {start} epochs; training it to "
+                          f"{cfg.epochs} would replace its test results: start a new run_name instead")
+    if proc.main and progress:
+        print(f"run {run_dir} is finished ({start} epochs, metrics.json written): nothing to do")
+    return True
+
+
+# --- one epoch -------------------------------------------------------------------------------------
+
+def _train_epoch(parts: _Parts, data: TrainData, cfg: TrainConfig, epoch: int, proc: Process,
+                 progress: bool) -> dict:
+    """Train one epoch; the row of ``history.csv`` so far (losses averaged over all processes)."""
+    t0 = time.perf_counter()
+    data.set_epoch(epoch)
+    parts.net.train()
+    sums = torch.zeros(len(LOSS_KEYS), device=proc.device, dtype=torch.float64)
+    bar = tqdm(data.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and proc.main))
+    step = 0
+    for step, batch in enumerate(bar, start=1):
+        sums += train_step(parts.net, parts.optimizer, parts.scaler, batch, parts.step).double()
+        if step % cfg.finite_check_every == 0:
+            _check_finite(sums, epoch, step, cfg.finite_check_every)
+            bar.set_postfix(loss=f"{sums[0].item() / step:.4g}")
+    _check_finite(sums, epoch, step, cfg.finite_check_every)
+    if proc.world > 1:
+        dist.all_reduce(sums)
+        sums /= proc.world
+    lr = parts.optimizer.param_groups[0]["lr"]
+    parts.scheduler.step()
+    means = (sums / max(1, step)).tolist()
+    return {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in zip(LOSS_KEYS, means)},
+            "train_seconds": time.perf_counter() - t0}
+
+
+def _check_finite(sums: torch.Tensor, epoch: int, step: int, every: int) -> None:
+    if not torch.isfinite(sums).all():
+        first = max(1, step - every + 1)
+        raise FloatingPointError(f"loss became {sums[0].item()} at epoch {epoch + 1}, between steps {first} and "
+                                 f"{step} (checked every {every} steps; lower lr or check the data)")
+
+
+def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, row: dict, best: float,
+                             history: list, run_dir: Path, proc: Process, progress: bool) -> float:
+    """Rank 0: validate (every ``eval_every`` epochs), keep ``best.pt``, write ``last.pt`` and history.
+
+    ``row`` (this epoch's history row) gets the validation numbers and, as it is written, the
+    epoch's seconds so far (training + validation)."""
+    epoch = row["epoch"] - 1
+    history.append(row)
+    if proc.main:
+        t_val = time.perf_counter()
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            val = split_metrics(predict_source(parts.model, data.source, cfg, "val", indices=data.val_idx,
+                                               cache=data.cache, progress=False), cfg)
             row.update(val_mre=val["mre"], val_sdr_2=val.get("sdr_2"), val_unit=val["unit"])
             if val["mre"] < best:
                 best = val["mre"]
-                torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
-                            "num_landmarks": source.num_landmarks, "val_mre": best}, best_path)
-        row["epoch_seconds"] = time.perf_counter() - t0
-        history.append(row)
-        if main:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                        "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": best, "history": history,
-                        "config": cfg.to_dict(), "num_landmarks": source.num_landmarks}, last_path)
-            pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
-            if progress:
-                val_txt = f", val MRE {row['val_mre']:.3f} {row['val_unit']}" if "val_mre" in row else ""
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4g}{val_txt} "
-                           f"({row['epoch_seconds']:.1f} s)")
-        epochs_done += 1
-
-    if main:
-        _final_evaluation(cfg, run_dir, source, val_idx, cache, device, progress)
-    if world > 1:
-        dist.destroy_process_group()
-    return run_dir
+                torch.save({"model": parts.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
+                            "num_landmarks": data.source.num_landmarks, "val_mre": best},
+                           run_dir / "checkpoints" / "best.pt")
+        row["epoch_seconds"] = row["train_seconds"] + (time.perf_counter() - t_val)
+        torch.save({"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+                    "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(),
+                    "rng": rng_state(), "epoch": epoch, "best": best, "history": history,
+                    "config": cfg.to_dict(), "num_landmarks": data.source.num_landmarks},
+                   run_dir / "checkpoints" / "last.pt")
+        pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+        if progress:
+            val_txt = f", val MRE {row['val_mre']:.3f} {row['val_unit']}" if "val_mre" in row else ""
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4g}{val_txt} "
+                       f"({row['epoch_seconds']:.1f} s)")
+    proc.barrier()
+    return best
 
 
-def _final_evaluation(cfg: TrainConfig, run_dir: Path, source, val_idx, cache, device, progress: bool) -> None:
+# --- the end ---------------------------------------------------------------------------------------
+
+def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: torch.device, progress: bool) -> None:
     """Load the checkpoint selected on validation and evaluate val + each test split once."""
-    state = torch.load(run_dir / "checkpoints" / "best.pt", map_location=device, weights_only=False)
-    model = FARNet(source.num_landmarks, backbone=cfg.backbone).to(device)
+    state = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    model = to_layout(build_model(cfg, data.source.num_landmarks), cfg.eval_channels_last)
     model.load_state_dict(state["model"])
-    frames = [predict_source(model, source, cfg, "val", indices=val_idx, cache=cache, progress=progress)]
+    model.to(device)
+    frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress)
     metrics = {"run": run_dir.name, "selected_epoch": state["epoch"] + 1, "selection": "lowest validation MRE",
-               "val_count": len(val_idx), "train_count": len(source) - len(val_idx), "splits": {}, "skipped": {}}
-    metrics["splits"]["val"] = split_metrics(frames[0], cfg)
-    for split in cfg.splits_to_test:
-        try:
-            test_source = build_source(cfg, split)
-        except DatasetError as err:
-            metrics["skipped"][split] = str(err)
-            continue
-        frame = predict_source(model, test_source, cfg, split, progress=progress)
-        frames.append(frame)
-        metrics["splits"][split] = split_metrics(frame, cfg)
+               "val_count": len(data.val_idx), "train_count": len(data.source) - len(data.val_idx), **metrics}
     pd.concat(frames).to_csv(run_dir / "predictions.csv", index=False)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

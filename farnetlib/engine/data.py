@@ -1,0 +1,71 @@
+"""The training data of a run: source, validation carve-out, image cache, and one DataLoader.
+
+The loader is built once per run: with ``num_workers > 0`` its workers persist across epochs and
+share the memory image cache filled before they start (images are decoded once per run); the
+epoch reaches their augmentation through the dataset's shared-memory epoch counter, and the
+sampler reshuffles per epoch with a generator seeded by ``(seed, epoch)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from ..data import Augment, ImageCache, LandmarkDataset, LandmarkSource
+from .config import DATASET_DEFAULTS, TrainConfig
+from .distributed import Process
+from .sources import build_source, carve_validation
+
+__all__ = ["TrainData", "build_train_data", "EpochShuffleSampler"]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A fresh permutation each epoch, fixed by ``(seed, epoch)`` (same order as a reseeded
+    ``RandomSampler``), so a resumed run sees the data in the order an uninterrupted one did."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+
+@dataclass
+class TrainData:
+    source: LandmarkSource
+    train_idx: list[int]
+    val_idx: list[int]
+    cache: ImageCache
+    dataset: LandmarkDataset
+    sampler: Sampler
+    loader: DataLoader
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+
+
+def build_train_data(cfg: TrainConfig, proc: Process, progress: bool = True) -> TrainData:
+    source = build_source(cfg, DATASET_DEFAULTS[cfg.dataset]["train_split"])
+    train_idx, val_idx = carve_validation(len(source), cfg.val_count, cfg.split_seed)
+    cache = ImageCache(disk_dir=cfg.cache_dir)
+    dataset = LandmarkDataset(source, cfg.input_size, augment=Augment() if cfg.augment else None, cache=cache,
+                              indices=train_idx, reference_0_255=cfg.reference_0_255, seed=cfg.seed)
+    dataset.prefill_cache(progress=progress and proc.main)
+    if proc.world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=proc.world, rank=proc.rank, shuffle=True, seed=cfg.seed)
+    else:
+        sampler = EpochShuffleSampler(len(dataset), cfg.seed)
+    workers = cfg.num_workers > 0
+    loader = DataLoader(dataset, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        persistent_workers=workers, pin_memory=proc.device.type == "cuda",
+                        prefetch_factor=4 if workers else None)
+    return TrainData(source, train_idx, val_idx, cache, dataset, sampler, loader)

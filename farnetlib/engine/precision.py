@@ -1,0 +1,54 @@
+"""Numeric precision and memory layout: one place that says what runs in which dtype.
+
+``precision`` is ``"fp32"``, ``"bf16"`` (autocast to bfloat16; no loss scaling needed) or
+``"fp16"`` (autocast to float16 with a ``GradScaler``). ``"auto"`` resolves to ``bf16`` on a CUDA
+device that supports it (``fp16`` on older GPUs) and to ``fp32`` on CPU; the CPU protocol configs
+name their precision explicitly (see ``results/benchmarks/cpu_speedup_*.json`` for why).
+Losses and decoding always run in float32 on the model's float32-cast outputs.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+__all__ = ["PRECISIONS", "resolve_precision", "autocast", "make_scaler", "to_layout", "is_channels_last"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The concrete precision (``fp32``/``bf16``/``fp16``) for ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a resolved ``precision`` (a no-op context for ``fp32``)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_DTYPES[precision])
+
+
+def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A GradScaler, enabled only for ``fp16`` (bf16 has float32's exponent range)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def to_layout(x: torch.Tensor | torch.nn.Module, channels_last: bool):
+    """A tensor (4-D) or module in ``torch.channels_last`` memory format, or unchanged."""
+    return x.to(memory_format=torch.channels_last) if channels_last else x
+
+
+def is_channels_last(model: torch.nn.Module) -> bool:
+    """Whether the model's 4-D weights are in channels_last (its inputs should follow)."""
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False

@@ -1,0 +1,60 @@
+"""One optimisation step of FARNet: targets, forward under autocast, coarse-to-fine loss, update.
+
+The engine and the benchmarks call the same :func:`train_step`, so a benchmark measures what
+training runs. Loss values come back as detached tensors on the training device: the caller sums
+them there and reads them once per epoch (no host synchronisation per step).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..heatmaps import GaussianHeatmapEncoder, rescale_points
+from .precision import autocast, to_layout
+
+__all__ = ["StepContext", "make_targets", "train_step", "LOSS_KEYS"]
+
+LOSS_KEYS = ("loss", "coarse", "fine")
+
+
+@dataclass
+class StepContext:
+    """What every step needs besides the model, optimizer and batch."""
+
+    device: torch.device
+    precision: str  # resolved: fp32 | bf16 | fp16
+    channels_last: bool
+    input_size: tuple[int, int]  # (H, W) of the model input = fine heatmap
+    encoder_fine: GaussianHeatmapEncoder
+    encoder_coarse: GaussianHeatmapEncoder
+    criterion: nn.Module  # CoarseToFineLoss
+
+
+def make_targets(points: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coarse, fine) Gaussian targets for ``(N, K, 2)`` points in model-input pixels."""
+    h, w = ctx.input_size
+    half = (h // 2, w // 2)
+    fine = ctx.encoder_fine.encode(points, (h, w))
+    coarse = ctx.encoder_coarse.encode(rescale_points(points, (h, w), half), half)
+    return coarse, fine
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+               batch: dict, ctx: StepContext) -> torch.Tensor:
+    """One update on ``batch``; returns the detached ``(loss, coarse, fine)`` values as a tensor."""
+    images = to_layout(batch["image"].to(ctx.device, non_blocking=True), ctx.channels_last)
+    coarse_t, fine_t = make_targets(batch["landmarks"].to(ctx.device, non_blocking=True), ctx)
+    with autocast(ctx.device, ctx.precision):
+        out = net(images)
+    losses = ctx.criterion(type(out)(out.coarse.float(), out.fine.float()), coarse_t, fine_t)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(losses["loss"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        losses["loss"].backward()
+        optimizer.step()
+    return torch.stack([losses[k].detach() for k in LOSS_KEYS])
