@@ -271,3 +271,12 @@ def test_training_runs_with_bf16_and_channels_last(tmp_path, precision, channels
                               channels_last=channels_last), progress=False))
     assert np.isfinite(run["metrics"]["splits"]["test"]["mre"])
     assert run["config"]["precision"] == precision
+
+
+def test_training_a_finished_run_from_scratch_is_refused_before_anything_is_written(tmp_path):
+    cfg = tiny(tmp_path, run_name="fresh", epochs=1)
+    run_dir = train(cfg, progress=False)
+    before = {name: (run_dir / name).read_text() for name in ("config.json", "environment.json", "metrics.json")}
+    with pytest.raises(ConfigError, match="finished run.*remove the folder or use a new run_name"):
+        train(cfg, resume=False, progress=False)
+    assert {name: (run_dir / name).read_text() for name in before} == before

@@ -132,17 +132,20 @@ def _open_run_dir(cfg: TrainConfig, run_dir: str | Path | None, proc: Process, r
         _check_resume_config(run_dir, cfg)
     if proc.main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if not resume and (run_dir / "metrics.json").is_file():
+            raise ConfigError(f"run folder {run_dir} holds a finished run (metrics.json); training it again from "
+                              "scratch would overwrite its results: remove the folder or use a new run_name")
         cfg.save(run_dir / "config.json")
-        _write_environment(run_dir / "environment.json", proc, cfg.seed)
+        _write_environment(run_dir / "environment.json", proc, cfg.seed, keep_previous=resume)
     proc.barrier()
     return run_dir
 
 
-def _write_environment(path: Path, proc: Process, seed: int) -> None:
+def _write_environment(path: Path, proc: Process, seed: int, keep_previous: bool) -> None:
     """This session's environment; a resumed run keeps the earlier sessions' under ``previous_sessions``
     (a long run may span machines)."""
     env = environment(proc.device, seed)
-    if path.is_file():
+    if keep_previous and path.is_file():
         old = json.loads(path.read_text())
         env["previous_sessions"] = old.pop("previous_sessions", []) + [old]
     path.write_text(json.dumps(env, indent=2))
