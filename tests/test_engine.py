@@ -280,3 +280,32 @@ def test_training_a_finished_run_from_scratch_is_refused_before_anything_is_writ
     with pytest.raises(ConfigError, match="finished run.*remove the folder or use a new run_name"):
         train(cfg, resume=False, progress=False)
     assert {name: (run_dir / name).read_text() for name in before} == before
+
+
+def test_farnet_command_predicts_a_folder_of_images(tmp_path):
+    """The installed console command, end to end: train, then predict on a folder (CSV + overlays)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    exe = shutil.which("farnet", path=str(Path(sys.executable).parent))
+    assert exe, "the farnet console script is not installed next to this Python"
+    run_dir = train(tiny(tmp_path, run_name="cli", epochs=1), progress=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, sample in enumerate(Synthetic(3, 5, (120, 90), seed=11)):
+        Image.fromarray(sample.image).save(images / f"img{i}.png")
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "pred"
+    proc = subprocess.run([exe, "predict", str(run_dir), str(images), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(out / "predictions.csv")
+    assert len(table) == 3 * 5 and set(table["image"]) == {"img0.png", "img1.png", "img2.png"}
+    assert table["x"].between(-1, 90).all() and table["y"].between(-1, 120).all() and table["peak"].notna().all()
+    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["img0.png", "img1.png", "img2.png"]
+    bad = subprocess.run([exe, "predict", str(run_dir), str(tmp_path / "nothing"), "--out", str(out)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "no image file or folder" in bad.stderr

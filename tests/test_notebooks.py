@@ -76,3 +76,18 @@ def test_train_notebook_on_real_isbi_then_tables(isbi_root, tmp_path):
     run_nb("04_tables_and_figures", tmp_path, runs=[str(tmp_path / "runs" / "isbi-nb")], out_dir=str(tmp_path / "out"))
     per_lm = pd.read_csv(tmp_path / "out" / "tables" / "per_landmark-isbi-nb-test1.csv")
     assert len(per_lm) == 20 and np.isfinite(per_lm["mre"]).all()  # 19 landmarks + all
+
+
+def test_inside_farnet_notebook_writes_every_figure(tmp_path):
+    out = tmp_path / "inside"
+    run_nb("05_inside_farnet", tmp_path, run_dir=None, quickstart_run=str(tmp_path / "no-quickstart-here"),
+           train_epochs=1, train_images=10, input_size=[64, 64], landmarks_to_show=[0, 2], out_dir=str(out))
+    figures = {p.name: p.stat().st_size for p in (out / "figures").glob("*.png")}
+    expected = {"targets.png", "ewc_loss.png", "parameters_per_stage.png", "coarse_vs_fine.png", "decoders.png",
+                "confidence_vs_error.png", "augmentation.png"}
+    assert expected <= set(figures), figures
+    assert all(figures[name] > 5000 for name in expected)
+    stages = pd.read_csv(out / "model_stages.csv")
+    assert {"F1", "F5", "t5", "b5", "d1", "coarse_head", "fine_head"} <= set(stages["stage"])
+    fine = stages.set_index("stage").loc["fine_head"]
+    assert fine["stride"] == 1.0 and fine["channels"] == 19  # the synthetic default has 19 landmarks
