@@ -11,7 +11,7 @@ import seaborn as sns
 
 __all__ = ["plot_history", "show_landmarks", "show_predictions", "error_boxplot", "sdr_curve",
            "cumulative_error", "backbone_comparison", "landmark_cloud", "confidence_vs_error",
-           "model_vs_observers", "save"]
+           "model_vs_observers", "cobb_scatter", "bland_altman", "show_spines", "save"]
 
 GT_COLOR, PRED_COLOR = "#2ca02c", "#d62728"
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.2)
@@ -164,5 +164,64 @@ def model_vs_observers(table: pd.DataFrame, title: str = ""):
     sns.barplot(data=long, x="landmark", y="mm", hue="what", ax=ax, palette=["C0", "C1"])
     ax.set(xlabel="landmark", ylabel="mm", title=title or "model error vs inter-observer difference")
     ax.legend(title="")
+    fig.tight_layout()
+    return fig
+
+
+def cobb_scatter(pred: pd.DataFrame, truth: pd.DataFrame, title: str = ""):
+    """Predicted vs ground-truth Cobb angles, one panel per angle, with the identity line."""
+    names = list(truth.columns)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        x, y = truth[name].to_numpy(), pred[name].to_numpy()
+        hi = max(5.0, float(np.nanmax([x.max(), y.max()])) * 1.05)
+        ax.scatter(x, y, s=10, alpha=0.6)
+        ax.plot([0, hi], [0, hi], color="k", lw=0.8, ls="--")
+        r = np.corrcoef(x, y)[0, 1] if len(x) > 1 else float("nan")
+        ax.set(xlim=(0, hi), ylim=(0, hi), xlabel=f"ground truth {name} (°)", ylabel=f"predicted {name} (°)",
+               title=f"{name}: MAE {np.abs(y - x).mean():.1f}°, r = {r:.2f}")
+        ax.set_aspect("equal")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def bland_altman(pred: pd.DataFrame, truth: pd.DataFrame, title: str = ""):
+    """Bland–Altman plot per angle: difference (pred − truth) against the mean, bias and ±1.96 SD."""
+    names = list(truth.columns)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        x, y = truth[name].to_numpy(), pred[name].to_numpy()
+        mean, diff = (x + y) / 2, y - x
+        bias, sd = diff.mean(), diff.std(ddof=1) if len(diff) > 1 else 0.0
+        ax.scatter(mean, diff, s=10, alpha=0.6)
+        for v, style in ((bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")):
+            ax.axhline(v, color="k", lw=0.8, ls=style)
+        ax.set(xlabel=f"mean of the two {name} (°)", ylabel="predicted − truth (°)",
+               title=f"{name}: bias {bias:+.1f}°, limits ±{1.96 * sd:.1f}°")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_spines(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int = 4):
+    """Spine images with each vertebra drawn as a quadrilateral: ground truth green, prediction red."""
+    rows = int(np.ceil(len(ids) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 6.0 * rows), squeeze=False)
+    order = [0, 1, 3, 2, 0]  # TL, TR, BR, BL, back to TL
+    for ax, image_id in zip(axes.ravel(), ids):
+        i = source.ids.index(image_id)
+        ax.imshow(source.read_image(i), cmap="gray")
+        sub = predictions[predictions["id"] == image_id].sort_values("landmark")
+        for cols_xy, color in ((("gt_x", "gt_y"), GT_COLOR), (("pred_x", "pred_y"), PRED_COLOR)):
+            pts = sub[list(cols_xy)].to_numpy().reshape(-1, 4, 2)
+            for quad in pts:
+                ax.plot(quad[order, 0], quad[order, 1], color=color, lw=0.8)
+        ax.set_title(f"{image_id}\nMRE {sub['error_px'].mean():.1f} px", fontsize=8)
+        ax.axis("off")
+    for ax in axes.ravel()[len(ids):]:
+        ax.axis("off")
     fig.tight_layout()
     return fig

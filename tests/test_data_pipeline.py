@@ -99,3 +99,12 @@ def test_verify_catches_deleted_truncated_and_extra_files(isbi_root, tmp_path):
     assert any("020.txt:1" in u for u in report.unreadable)
     text = report.summary()
     assert "007.jpg" in text and "999.jpg" in text and "NOT OK" in text
+
+
+def test_verify_full_aasce_copy_counts_every_image_and_the_label_outside(aasce_root):
+    report = verify(aasce_root, "aasce")
+    assert report.ok, report.summary()
+    assert report.missing == [] and report.mismatching == [] and report.not_comparable == 0
+    assert report.checked == 2 * 609 + 6  # image + label per image, 3 csv files per split
+    assert [o.split(":")[0] for o in report.outside] == ["sunhl-1th-25-Jul-2016-49 A AP"]
+    assert "landmarks outside their image: 1" in report.summary()

@@ -64,9 +64,12 @@ def test_isbi_landmark_outside_image_and_corrupt_image(tmp_path):
     write_isbi_layout(tmp_path, {"train": src})
     (tmp_path / "AnnotationsByMD/400_senior/002.txt").write_text("500,10\n" + "5,5\n" * 18)
     (tmp_path / "AnnotationsByMD/400_junior/002.txt").write_text("500,10\n" + "5,5\n" * 18)
-    ds = ISBI2015(tmp_path, "train")
-    with pytest.raises(DatasetError, match=r"002.txt.*landmark 1 .* outside the 64 x 64 image"):
-        ds[1]
+    # every label is checked when the source is built: the error names the file, image and landmark
+    with pytest.raises(DatasetError, match=r"002.txt \(image 002\): landmark 1 at \(500.0, 10.0\) outside the 64 x 64 image"):
+        ISBI2015(tmp_path, "train")
+    ds = ISBI2015(tmp_path, "train", outside="keep")  # kept as annotated, and listed
+    assert [(o["id"], o["landmark"]) for o in ds.outside_points] == [("002", 1)]
+    assert ds[1].landmarks[0, 0] == 500.0
     (tmp_path / "RawImage/TrainingData/001.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DatasetError, match="unreadable image .*001.png"):
         ds[0]
@@ -91,7 +94,8 @@ def test_hand_reader_reports_missing_images_and_reads_the_rest(hand_root):
         assert set(ds.ids) <= present
         assert len(ds.ids) + len(ds.missing_ids) == ds.listed_count
         total += len(ds)
-    assert total == 9  # the 9 images in ../shared are each in train or test of fold 1
+    # ../shared holds 138 of the images; 135 are in Payer's lists, fold 1: 99 train + 36 test
+    assert total == 99 + 36
     sample = ds[0]
     assert sample.landmarks.shape == (37, 2)
     d = np.linalg.norm(sample.landmarks[1] - sample.landmarks[5])
@@ -147,8 +151,8 @@ def test_spine_reader_errors(tmp_path):
 
 
 def test_spine_reader_on_real_labels(aasce_root):
-    ds = AASCESpine(aasce_root, "training", missing="skip")
-    assert ds.labelled_count == 481 and len(ds) >= 40
+    ds = AASCESpine(aasce_root, "training", outside="keep")  # all 481 images are present
+    assert ds.labelled_count == 481 and len(ds) == 481 and ds.missing_ids == []
     s = ds[0]
     assert s.landmarks.shape == (68, 2)
     # corners: top edge above bottom edge for the first vertebra

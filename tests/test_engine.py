@@ -309,3 +309,4 @@ def test_farnet_command_predicts_a_folder_of_images(tmp_path):
     bad = subprocess.run([exe, "predict", str(run_dir), str(tmp_path / "nothing"), "--out", str(out)],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "no image file or folder" in bad.stderr
+

@@ -91,3 +91,30 @@ def test_inside_farnet_notebook_writes_every_figure(tmp_path):
     assert {"F1", "F5", "t5", "b5", "d1", "coarse_head", "fine_head"} <= set(stages["stage"])
     fine = stages.set_index("stage").loc["fine_head"]
     assert fine["stride"] == 1.0 and fine["channels"] == 19  # the synthetic default has 19 landmarks
+
+
+def test_spine_gpu_config_at_a_tiny_size_then_spine_tables_and_figures(aasce_root, tmp_path):
+    """configs/aasce_gpu.json's code path on CPU at a tiny size, on the real spine set: it trains on
+    the full official training split (one label lies outside its image: kept) and reports the
+    spine numbers against angles.csv; notebook 04 then makes the spine tables and figures."""
+    from farnetlib.engine import TrainConfig, load_run, train
+
+    values = json.loads((REPO / "configs" / "aasce_gpu.json").read_text())
+    values.update(root=str(aasce_root), weights=None, input_size=[64, 32], sigma=1.0, epochs=1, batch_size=16,
+                  backbone="resnet18", lr=1e-3, precision="fp32", channels_last=False, num_workers=0, cache_dir=None,
+                  results_dir=str(tmp_path), threads=2)
+    run = load_run(train(TrainConfig.from_dict(values), progress=False))
+    assert run["metrics"]["train_count"] == 481 - 48 and run["metrics"]["val_count"] == 48
+    test = run["metrics"]["splits"]["test"]
+    assert test["n_images"] == 128 and test["unit"] == "px" and test["angle_ground_truth"] == "angles.csv"
+    for key in ("normalised_mse", "smape_%", "mae_PT_deg", "mae_MT_deg", "mae_TL_deg"):
+        assert np.isfinite(test[key]) and test[key] >= 0, key
+    assert 0 < test["smape_%"] <= 100
+    preds = run["predictions"].query("split == 'test'")
+    assert {"image_h", "image_w"} <= set(preds.columns) and (preds["image_h"] > preds["image_w"]).mean() > 0.9
+    run_nb("04_tables_and_figures", tmp_path, runs=[str(run["path"])], out_dir=str(tmp_path / "out"), worst_cases=2)
+    spine = pd.read_csv(tmp_path / "out" / "tables" / "spine-aasce_gpu.csv")
+    assert set(spine["split"]) == {"val", "test"} and np.isfinite(spine["SMAPE (%)"]).all()
+    assert len(pd.read_csv(tmp_path / "out" / "tables" / "spine_vertebrae-aasce_gpu-test.csv")) == 17
+    for name in ("cobb_scatter", "bland_altman", "worst_spines"):
+        assert (tmp_path / "out" / "figures" / f"{name}-aasce_gpu-test.png").stat().st_size > 5000, name

@@ -11,11 +11,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import DatasetError, LandmarkDataset, LandmarkSource
+from ..data import AASCESpine, DatasetError, LandmarkDataset, LandmarkSource
 from ..data.transforms import resize_image, to_tensor
 from ..heatmaps import build_decoder, rescale_points
 from ..metrics import radial_errors, summarize
 from ..model import FARNet
+from ..spine import spine_metrics
 from .config import TrainConfig
 from .precision import autocast, is_channels_last, resolve_precision, to_layout
 from .sources import build_source, describe_ground_truth
@@ -78,17 +79,25 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
                 rows.append({"split": split, "id": batch["id"][b], "landmark": k + 1,
                              "landmark_name": names[k] if names else str(k + 1),
                              "pred_x": pred[k, 0], "pred_y": pred[k, 1], "gt_x": gt[k, 0], "gt_y": gt[k, 1],
-                             "error_px": err_px[k], "error_mm": err_mm[k], "peak": float(peak[b, k])})
+                             "error_px": err_px[k], "error_mm": err_mm[k], "peak": float(peak[b, k]),
+                             "image_h": orig_hw[0], "image_w": orig_hw[1]})
     return pd.DataFrame(rows)
 
 
-def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig) -> dict:
-    """MRE, SD and SDR of one split's predictions, with everything that qualifies the numbers."""
+def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig, source: LandmarkSource | None = None) -> dict:
+    """MRE, SD and SDR of one split's predictions, with everything that qualifies the numbers; for
+    the spine also normalised MSE, SMAPE and per-angle errors (angles.csv of ``source`` as truth)."""
     unit = "mm" if predictions["error_mm"].notna().all() else "px"
     col = "error_mm" if unit == "mm" else "error_px"
     errors = predictions.pivot(index="id", columns="landmark", values=col).to_numpy()
     out = {**describe_ground_truth(cfg), "unit": unit, **summarize(errors, cfg.radii)}
     out["mre_px"] = float(predictions["error_px"].mean())
+    if cfg.dataset == "aasce":
+        try:
+            reference = source.cobb_angles() if isinstance(source, AASCESpine) else None
+        except DatasetError:
+            reference = None
+        out.update(spine_metrics(predictions, reference))
     return out
 
 
@@ -111,7 +120,7 @@ def evaluate_splits(model: FARNet, cfg: TrainConfig, source: LandmarkSource, val
     """Predictions and metrics of the validation images and of each test split the config names;
     test splits whose files are absent are listed under ``skipped`` with the reason."""
     frames = [predict_source(model, source, cfg, "val", indices=val_idx, cache=cache, progress=progress)]
-    metrics = {"splits": {"val": split_metrics(frames[0], cfg)}, "skipped": {}}
+    metrics = {"splits": {"val": split_metrics(frames[0], cfg, source)}, "skipped": {}}
     for split in cfg.splits_to_test:
         try:
             test_source = build_source(cfg, split)
@@ -119,7 +128,7 @@ def evaluate_splits(model: FARNet, cfg: TrainConfig, source: LandmarkSource, val
             metrics["skipped"][split] = str(err)
             continue
         frames.append(predict_source(model, test_source, cfg, split, progress=progress))
-        metrics["splits"][split] = split_metrics(frames[-1], cfg)
+        metrics["splits"][split] = split_metrics(frames[-1], cfg, test_source)
     return frames, metrics
 
 
@@ -163,7 +172,7 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
                                   "(--force) to replace it, or another label (--label)")
     source = build_source(cfg, split)
     preds = predict_source(model, source, cfg, label)
-    metrics = {**split_metrics(preds, cfg), "split": split, "label": label}
+    metrics = {**split_metrics(preds, cfg, source), "split": split, "label": label}
     if write and path.is_dir():
         old = pd.read_csv(path / "predictions.csv", dtype={"id": str})
         pd.concat([old[old["split"] != label], preds]).to_csv(path / "predictions.csv", index=False)
