@@ -168,12 +168,25 @@ def model_vs_observers(table: pd.DataFrame, title: str = ""):
     return fig
 
 
+def _angle_panels(pred: pd.DataFrame, truth: pd.DataFrame, height: float):
+    """A figure with one panel per angle column; yields (axis, name, truth values, predicted values)."""
+    names = list(truth.columns)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), height), squeeze=False)
+    panels = [(ax, name, truth[name].to_numpy(), pred[name].to_numpy()) for ax, name in zip(axes[0], names)]
+    return fig, panels
+
+
+def _finish(fig, title: str):
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def cobb_scatter(pred: pd.DataFrame, truth: pd.DataFrame, title: str = ""):
     """Predicted vs ground-truth Cobb angles, one panel per angle, with the identity line."""
-    names = list(truth.columns)
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        x, y = truth[name].to_numpy(), pred[name].to_numpy()
+    fig, panels = _angle_panels(pred, truth, 4.0)
+    for ax, name, x, y in panels:
         hi = max(5.0, float(np.nanmax([x.max(), y.max()])) * 1.05)
         ax.scatter(x, y, s=10, alpha=0.6)
         ax.plot([0, hi], [0, hi], color="k", lw=0.8, ls="--")
@@ -181,18 +194,13 @@ def cobb_scatter(pred: pd.DataFrame, truth: pd.DataFrame, title: str = ""):
         ax.set(xlim=(0, hi), ylim=(0, hi), xlabel=f"ground truth {name} (°)", ylabel=f"predicted {name} (°)",
                title=f"{name}: MAE {np.abs(y - x).mean():.1f}°, r = {r:.2f}")
         ax.set_aspect("equal")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def bland_altman(pred: pd.DataFrame, truth: pd.DataFrame, title: str = ""):
     """Bland–Altman plot per angle: difference (pred − truth) against the mean, bias and ±1.96 SD."""
-    names = list(truth.columns)
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        x, y = truth[name].to_numpy(), pred[name].to_numpy()
+    fig, panels = _angle_panels(pred, truth, 3.6)
+    for ax, name, x, y in panels:
         mean, diff = (x + y) / 2, y - x
         bias, sd = diff.mean(), diff.std(ddof=1) if len(diff) > 1 else 0.0
         ax.scatter(mean, diff, s=10, alpha=0.6)
@@ -200,10 +208,7 @@ def bland_altman(pred: pd.DataFrame, truth: pd.DataFrame, title: str = ""):
             ax.axhline(v, color="k", lw=0.8, ls=style)
         ax.set(xlabel=f"mean of the two {name} (°)", ylabel="predicted − truth (°)",
                title=f"{name}: bias {bias:+.1f}°, limits ±{1.96 * sd:.1f}°")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def show_spines(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int = 4):
