@@ -53,7 +53,11 @@ class LandmarkSource:
         return read_gray(self.image_paths[i])
 
     def image_hw(self, i: int) -> tuple[int, int]:
-        """(height, width) of image ``i`` from its header, without decoding the pixels."""
+        """(height, width) of image ``i`` from its header, without decoding the pixels (read once:
+        :meth:`check_labels` records every size)."""
+        known = getattr(self, "_image_hw", None)
+        if known is not None and i in known:
+            return known[i]
         path = self.image_paths[i]
         try:
             with Image.open(path) as im:
@@ -92,8 +96,9 @@ class LandmarkSource:
         if outside not in OUTSIDE_POLICIES:
             raise ValueError(f"outside must be one of {OUTSIDE_POLICIES}, got {outside!r}")
         found = []
+        self._image_hw = {}
         for i in range(len(self)):
-            h, w = self.image_hw(i)
+            h, w = self._image_hw[i] = self.image_hw(i)
             for k in np.flatnonzero(points_outside(self.landmarks[i], (h, w))):
                 x, y = self.landmarks[i, k]
                 found.append({"id": self.ids[i], "landmark": int(k) + 1, "x": float(x), "y": float(y),

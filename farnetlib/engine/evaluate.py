@@ -36,15 +36,19 @@ def resolve_device(name: str) -> torch.device:
 
 @torch.no_grad()
 def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decoder: str = "quadratic",
-            reference_0_255: bool = False) -> np.ndarray:
-    """Landmarks ``(K, 2)`` in the original pixels of one (H, W) uint8 grayscale image."""
+            reference_0_255: bool = False, precision: str = "fp32", return_peak: bool = False):
+    """Landmarks ``(K, 2)`` in the original pixels of one (H, W) uint8 grayscale image (and, with
+    ``return_peak``, the ``(K,)`` heatmap peak values). The input follows the model's memory layout."""
     if image.ndim != 2:
         raise ValueError(f"predict expects a (H, W) grayscale image, got shape {image.shape}")
     device = next(model.parameters()).device
     x = to_tensor(resize_image(image, input_size).astype(np.float32) / 255.0, reference_0_255)[None].to(device)
     model.eval()
-    pts, _ = build_decoder(decoder).decode(model(x).fine.float())
-    return rescale_points(pts[0].cpu().double().numpy(), input_size, image.shape)
+    with autocast(device, resolve_precision(precision, device)):
+        fine = model(to_layout(x, is_channels_last(model))).fine
+    pts, peak = build_decoder(decoder).decode(fine.float())
+    pts = rescale_points(pts[0].cpu().double().numpy(), input_size, image.shape)
+    return (pts, peak[0].cpu().numpy()) if return_peak else pts
 
 
 @torch.no_grad()

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ..data.io import IMAGE_SUFFIXES, read_gray
-from ..data.transforms import resize_image, to_tensor
-from ..heatmaps import build_decoder, rescale_points
-from .evaluate import load_model
-from .precision import autocast, is_channels_last, resolve_precision, to_layout
+from .evaluate import load_model, predict
 
 __all__ = ["predict_folder", "list_images"]
 
@@ -38,7 +34,6 @@ def list_images(path: str | Path) -> list[Path]:
     return images
 
 
-@torch.no_grad()
 def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: str | Path,
                    decoder: str | None = None, overlays: bool = True, device: str = "auto",
                    progress: bool = True) -> pd.DataFrame:
@@ -48,23 +43,17 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint at {ckpt}")
     model, cfg = load_model(ckpt, device)
-    dev = next(model.parameters()).device
-    precision = resolve_precision(cfg.precision, dev)
-    dec = build_decoder(decoder or cfg.decoder)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = _landmark_names(cfg, model.num_landmarks)
     rows = []
     for file in tqdm(list_images(images), desc="predict", disable=not progress):
         image = read_gray(file)
-        x = to_tensor(resize_image(image, cfg.input_size).astype(np.float32) / 255.0, cfg.reference_0_255)[None]
-        with autocast(dev, precision):
-            fine = model(to_layout(x.to(dev), is_channels_last(model))).fine
-        pts, peak = dec.decode(fine.float())
-        pts = rescale_points(pts[0].cpu().double().numpy(), cfg.input_size, image.shape)
+        pts, peak = predict(model, image, cfg.input_size, decoder or cfg.decoder, cfg.reference_0_255,
+                            cfg.precision, return_peak=True)
         for k, (px, py) in enumerate(pts):
             rows.append({"image": file.name, "landmark": k + 1, "landmark_name": names[k], "x": px, "y": py,
-                         "peak": float(peak[0, k])})
+                         "peak": float(peak[k])})
         if overlays:
             _overlay(image, pts, out_dir / "overlays" / f"{file.stem}.png")
     table = pd.DataFrame(rows)
