@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,15 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FARNET_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_report_header(config) -> str:
+    """Free disk where test folders go: a full disk made a CI run fail and then hang."""
+    where = Path(config.option.basetemp or tempfile.gettempdir())
+    where = where if where.exists() else where.parent
+    free = shutil.disk_usage(where).free / 2**30
+    return (f"farnet: {free:.1f} GiB free in {where}; training tests write ~1 GiB of checkpoints each, "
+            f"removed when the test passes (tmp_path_retention_policy=failed)")
 
 
 def shared_dataset(name: str) -> Path:
