@@ -101,6 +101,20 @@ def test_verify_catches_deleted_truncated_and_extra_files(isbi_root, tmp_path):
     assert "007.jpg" in text and "999.jpg" in text and "NOT OK" in text
 
 
+def test_verify_hand_copy_counts_present_images_and_names_the_absent_ones(hand_root, tmp_path):
+    """Our hand copy holds 138 of the 910 images of all.csv: the others are absent (no checksum in the
+    manifest), not missing; a checksummed image that disappears is missing."""
+    report = verify(hand_root, "hand_xray")
+    assert report.ok, report.summary()
+    assert report.images == (138, 910) and len(report.absent) == 910 - 138 and report.missing == []
+    assert "images: 138 of 910 present" in report.summary() and "absent from this copy" in report.summary()
+    copy = tmp_path / "hand"
+    shutil.copytree(hand_root, copy, symlinks=True)
+    (copy / "images" / "3143.jpg").unlink()
+    broken = verify(copy, "hand_xray")
+    assert not broken.ok and broken.missing == ["images/3143.jpg"] and broken.images == (137, 910)
+
+
 def test_verify_full_aasce_copy_counts_every_image_and_the_label_outside(aasce_root):
     report = verify(aasce_root, "aasce")
     assert report.ok, report.summary()

@@ -47,6 +47,12 @@ def _annotation_landmarks(dataset: str, path: Path) -> np.ndarray | None:
     return None
 
 
+def _image_name(folder: Path, stem: str, default: str) -> str:
+    """``images/<stem><suffix>`` as the copy at hand names it (any accepted suffix), else ``default``."""
+    found = find_image(folder, stem)
+    return f"{folder.name}/{found.name if found is not None else stem + default}"
+
+
 def _layout(dataset: str, root: Path) -> tuple[list[dict], list[str], dict]:
     """Expected files (without checksums), folders to scan for extras, and facts."""
     files: list[dict] = []
@@ -67,7 +73,8 @@ def _layout(dataset: str, root: Path) -> tuple[list[dict], list[str], dict]:
         files.append({"path": "setup/all.csv", "role": "annotation", "split": "all"})
         lists = sorted((root / "setup" / "cv").glob("set*/*.txt"))
         files += [{"path": str(p.relative_to(root)), "role": "list", "split": p.parent.name} for p in lists]
-        files += [{"path": f"images/{i}.png", "role": "image", "split": "all", "id": i} for i in ids]
+        files += [{"path": _image_name(root / "images", i, default=".jpg"), "role": "image", "split": "all", "id": i}
+                  for i in ids]
         folders = ["images"]
         facts = {"num_landmarks": 37, "spacing_mm": None,
                  "scale": "distance between landmarks 1 and 5 (0-based) = 50 mm (Payer); (0, 4) in GU2Net",
@@ -131,6 +138,8 @@ class VerifyReport:
     mismatching: list[str] = field(default_factory=list)
     not_comparable: int = 0  # present, readable, but a different copy (e.g. BMP vs our JPEG)
     splits: dict[str, str] = field(default_factory=dict)
+    images: tuple[int, int] = (0, 0)  # (present, listed)
+    absent: list[str] = field(default_factory=list)  # never in our copy (no checksum): expected, not an error
     outside: list[str] = field(default_factory=list)  # labels outside their image (a fact of the data)
 
     @property
@@ -139,11 +148,16 @@ class VerifyReport:
 
     def summary(self, limit: int = 5) -> str:
         lines = [f"verify {self.dataset} at {self.root}: {self.checked} files checked"]
+        lines.append(f"  images: {self.images[0]} of {self.images[1]} present")
         lines += [f"  split {s}: {v}" for s, v in self.splits.items()]
         for name in ("missing", "extra", "unreadable", "mismatching"):
             items = getattr(self, name)
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             lines.append(f"  {name}: {len(items)}" + (f" — {', '.join(items[:limit])}{more}" if items else ""))
+        if self.absent:
+            more = f" (+{len(self.absent) - limit} more)" if len(self.absent) > limit else ""
+            lines.append(f"  absent from this copy (not an error: the manifest has no checksum for them, our copy "
+                         f"never held them): {len(self.absent)} — {', '.join(self.absent[:limit])}{more}")
         more = f" (+{len(self.outside) - limit} more)" if len(self.outside) > limit else ""
         lines.append(f"  landmarks outside their image: {len(self.outside)}"
                      + (f" — {', '.join(self.outside[:limit])}{more}" if self.outside else ""))
@@ -173,6 +187,9 @@ def verify(root: str | Path, dataset: str, manifest: dict | None = None) -> Veri
     Reports, by file name: missing files, extra files in the dataset's folders, unreadable images or
     annotations, and mismatching ones (checksum, landmarks or image size). A split with no file
     present at all is reported as absent (e.g. ISBI Test2, kept apart for independent evaluation).
+    A file the manifest lists without a checksum was never in our copy (the hand set holds 138 of
+    its 910 images): when it is not there it is listed as ``absent``, not ``missing``, and the copy
+    can still be OK; a file with a checksum that is not there is ``missing``.
     """
     root = Path(root)
     manifest = manifest if manifest is not None else load_manifest(dataset)
@@ -188,8 +205,10 @@ def verify(root: str | Path, dataset: str, manifest: dict | None = None) -> Veri
         counts = per_split.setdefault(split, [0, 0])
         counts[1] += 1
         path = _find(root, rel, role)
+        if role == "image":
+            report.images = (report.images[0] + (path is not None), report.images[1] + 1)
         if path is None:
-            missing_by_split.setdefault(split, []).append(rel)
+            (missing_by_split.setdefault(split, []) if "sha256" in f else report.absent).append(rel)
             continue
         counts[0] += 1
         report.checked += 1

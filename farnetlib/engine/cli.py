@@ -1,6 +1,7 @@
 """Command line, installed as ``farnet`` (also ``python -m farnetlib.engine.cli``)::
 
     farnet train --config configs/isbi2015_cpu.json --set epochs=3
+    farnet cv --config configs/hand_xray_cpu.json          # one run per fold, then the pooled table
     farnet evaluate results/isbi2015_cpu/isbi2015_cpu test1 --ground-truth senior --write
     farnet predict results/isbi2015_cpu/isbi2015_cpu path/to/images --out predictions/
 
@@ -15,6 +16,8 @@ import os
 from .config import TrainConfig
 from .evaluate import evaluate
 from .folder import predict_folder
+from .folds import train_folds
+from .runs import load_run
 from .train import train
 
 
@@ -37,6 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
     t.add_argument("--run-dir", help="run folder (default: <results_dir>/<run_name or generated>)")
     t.add_argument("--no-resume", action="store_true")
+    c = sub.add_parser("cv", help="hand set: train one run per fold (resumable), then print the pooled test table")
+    c.add_argument("--config", required=True, help="JSON config file (dataset hand_xray)")
+    c.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
+    c.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3])
     e = sub.add_parser("evaluate", help="evaluate a run's selected checkpoint on a split")
     e.add_argument("run", help="run folder or checkpoint file")
     e.add_argument("split")
@@ -63,6 +70,14 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
             print(f"run folder: {run_dir}")
             print((run_dir / "metrics.json").read_text())
+    elif args.cmd == "cv":
+        from ..crossval import pooled_table
+
+        values = json.loads(open(args.config).read())
+        values.update(_overrides(args.set))
+        run_dirs = train_folds(TrainConfig.from_dict(values), folds=args.folds)
+        print("\n".join(f"run folder: {d}" for d in run_dirs))
+        print(pooled_table([load_run(d) for d in run_dirs]).round(3).to_string())
     elif args.cmd == "predict":
         table = predict_folder(args.run, args.images, args.out, decoder=args.decoder,
                                overlays=not args.no_overlays, device=args.device)

@@ -1,0 +1,102 @@
+"""Cross-validation over run folders: one run per fold, tables pooled over every fold's test images.
+
+The hand protocol (Payer et al. 2019) trains one model per fold of a 3-fold split and reports the
+errors of all test images together, each image tested exactly once. These functions read the
+``predictions.csv`` of the fold runs only (pixels of the original images), so a pooled table can be
+regenerated from ``results/`` alone, and recompute millimetres for any reference pair: the hand
+images carry no spacing, and two lineages set different landmark pairs 50 mm apart (Payer: (1, 5),
+0-based; GU2Net: (0, 4)).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .metrics import HAND_RADII_MM, per_landmark_table, radial_errors, spacing_from_reference, summarize
+
+__all__ = ["fold_points", "fold_errors", "pooled_table", "pooled_per_landmark", "pooled_predictions", "FOLD_PAIRS"]
+
+FOLD_PAIRS: tuple[tuple[int, int], ...] = ((1, 5), (0, 4))
+
+
+def _fold_of(run: dict) -> int:
+    cfg = run["config"]
+    if cfg.get("dataset") != "hand_xray":
+        raise ValueError(f"run {run['name']}: cross-validation tables are for hand_xray fold runs, "
+                         f"got dataset {cfg.get('dataset')!r}")
+    return int(cfg["hand_fold"])
+
+
+def fold_points(runs: Sequence[dict], split: str = "test") -> dict[int, dict]:
+    """Per fold: image ids, predicted and ground-truth points ``(N, K, 2)`` in original pixels.
+
+    Refuses two runs of one fold, a run without ``split``, and an image tested in two folds.
+    """
+    out: dict[int, dict] = {}
+    seen: dict[str, int] = {}
+    for run in runs:
+        fold = _fold_of(run)
+        if fold in out:
+            raise ValueError(f"two runs for fold {fold}: {out[fold]['run']} and {run['name']}")
+        preds = run["predictions"].query("split == @split")
+        if preds.empty:
+            raise ValueError(f"run {run['name']} (fold {fold}) has no predictions for split {split!r}")
+        preds = preds.sort_values(["id", "landmark"])
+        ids = list(dict.fromkeys(preds["id"].astype(str)))
+        twice = [i for i in ids if i in seen]
+        if twice:
+            raise ValueError(f"images tested in folds {seen[twice[0]]} and {fold}: {twice[:5]} "
+                             f"(each image must be tested once)")
+        seen.update({i: fold for i in ids})
+        k = preds["landmark"].nunique()
+        if len(preds) != len(ids) * k:
+            raise ValueError(f"run {run['name']}: {len(preds)} prediction rows for {len(ids)} images x {k} landmarks")
+        shape = (len(ids), k, 2)
+        out[fold] = {"run": run["name"], "ids": ids,
+                     "pred": preds[["pred_x", "pred_y"]].to_numpy(float).reshape(shape),
+                     "gt": preds[["gt_x", "gt_y"]].to_numpy(float).reshape(shape)}
+    return dict(sorted(out.items()))
+
+
+def fold_errors(points: dict[int, dict], pair: tuple[int, int], distance_mm: float = 50.0) -> dict[int, np.ndarray]:
+    """Per fold, errors ``(N, K)`` in mm with the ground-truth landmarks ``pair`` set ``distance_mm`` apart."""
+    return {fold: radial_errors(p["pred"], p["gt"], spacing_from_reference(p["gt"], pair, distance_mm))
+            for fold, p in points.items()}
+
+
+def pooled_table(runs: Sequence[dict], split: str = "test", pairs: Iterable[tuple[int, int]] = FOLD_PAIRS,
+                 radii: Sequence[float] = HAND_RADII_MM) -> pd.DataFrame:
+    """MRE, SD and SDRs (mm) per fold and pooled over all folds' test images, for each reference pair."""
+    points = fold_points(runs, split)
+    rows = []
+    for pair in pairs:
+        errors = fold_errors(points, pair)
+        parts = [(f"fold {f}", errors[f], points[f]["run"]) for f in errors]
+        parts.append(("pooled", np.concatenate(list(errors.values())), "+".join(p["run"] for p in points.values())))
+        for name, e, run_name in parts:
+            rows.append({"pair_50mm": f"{pair[0]}-{pair[1]}", "folds": name, "run": run_name, **summarize(e, radii)})
+    return pd.DataFrame(rows).set_index(["pair_50mm", "folds"])
+
+
+def pooled_per_landmark(runs: Sequence[dict], split: str = "test", pair: tuple[int, int] = (1, 5),
+                        radii: Sequence[float] = HAND_RADII_MM) -> pd.DataFrame:
+    """Per-landmark MRE/SD/SDR (mm) over all folds' test images, with ``pair`` 50 mm apart."""
+    errors = np.concatenate(list(fold_errors(fold_points(runs, split), pair).values()))
+    return per_landmark_table(errors, radii)
+
+
+def pooled_predictions(runs: Sequence[dict], split: str = "test", pair: tuple[int, int] = (1, 5)) -> pd.DataFrame:
+    """All folds' prediction rows of ``split`` with a ``fold`` column and ``error_mm`` recomputed with
+    ``pair`` 50 mm apart (what box plots and SDR curves of the pooled result are drawn from)."""
+    points = fold_points(runs, split)
+    errors = fold_errors(points, pair)
+    frames = []
+    for run in runs:
+        fold = _fold_of(run)
+        preds = run["predictions"].query("split == @split").sort_values(["id", "landmark"]).copy()
+        preds["fold"] = fold
+        preds["error_mm"] = errors[fold].ravel()
+        frames.append(preds)
+    return pd.concat(frames, ignore_index=True)
