@@ -118,3 +118,32 @@ def test_spine_gpu_config_at_a_tiny_size_then_spine_tables_and_figures(aasce_roo
     assert len(pd.read_csv(tmp_path / "out" / "tables" / "spine_vertebrae-aasce_gpu-test.csv")) == 17
     for name in ("cobb_scatter", "bland_altman", "worst_spines"):
         assert (tmp_path / "out" / "figures" / f"{name}-aasce_gpu-test.png").stat().st_size > 5000, name
+
+
+def test_hand_cpu_protocol_through_farnet_cv_then_crossval_tables_and_figures(hand_root, tmp_path):
+    """configs/hand_xray_cpu.json through the installed `farnet cv` at 64 x 64 (one epoch per fold) on
+    the real 138-image copy, then notebook 04's hand section from the three run folders alone."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("farnet", path=str(Path(sys.executable).parent))
+    assert exe, "the farnet console script is not installed next to this Python"
+    sets = [f"root={json.dumps(str(hand_root))}", "input_size=[64,64]", "sigma=2.0", "epochs=1", "milestones=[]",
+            "batch_size=8", "backbone=resnet18", f"results_dir={json.dumps(str(tmp_path / 'runs'))}"]
+    proc = subprocess.run([exe, "cv", "--config", str(REPO / "configs" / "hand_xray_cpu.json"), "--set", *sets],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pooled" in proc.stdout and proc.stdout.count("run folder:") == 3
+    run_nb("04_tables_and_figures", tmp_path, runs=[str(tmp_path / "runs" / "hand_xray_cpu-fold*")],
+           out_dir=str(tmp_path / "out"), worst_cases=2)
+    cv = pd.read_csv(tmp_path / "out" / "tables" / "hand_crossval.csv")
+    pooled = cv[cv["folds"] == "pooled"].set_index("pair_50mm")
+    assert set(pooled.index) == {"1-5", "0-4"} and (pooled["n_images"] == 135).all()
+    assert cv[cv["pair_50mm"] == "1-5"].set_index("folds").loc[["fold 1", "fold 2", "fold 3"], "n_images"].tolist() == [36, 47, 52]
+    assert np.isfinite(cv["mre"]).all() and (pooled.loc["0-4", "mre"] != pooled.loc["1-5", "mre"])
+    assert len(pd.read_csv(tmp_path / "out" / "tables" / "hand_crossval_per_landmark-pair1-5.csv")) == 38
+    figures = tmp_path / "out" / "figures"
+    for name in ("hand_crossval_boxplot-pair1-5", "hand_crossval_sdr_vs_radius",
+                 *(f"hand_worst-hand_xray_cpu-fold{k}" for k in (1, 2, 3))):
+        assert (figures / f"{name}.png").stat().st_size > 5000, name
