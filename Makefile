@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-stamp
 DATA    ?= ../shared/data
 DATASET ?= isbi2015
 
-.PHONY: quickstart test reproduce benchmarks clean-venv
+.PHONY: quickstart test reproduce ablation benchmarks clean-venv
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m farnetlib.reproduce dataset --dataset $(DATASET) --root $(DATA)/$(DATASET)
+
+# the ISBI backbone/loss ablation (notebook 03): trains the arms not finished yet (hours; resumable), then tables
+ablation: $(STAMP)
+	$(PY) -m farnetlib.reproduce study --study configs/isbi2015_ablation.json
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/run_all.py --data $(DATA)

@@ -30,7 +30,8 @@ def _fold_of(run: dict) -> int:
 
 
 def fold_points(runs: Sequence[dict], split: str = "test") -> dict[int, dict]:
-    """Per fold: image ids, predicted and ground-truth points ``(N, K, 2)`` in original pixels.
+    """Per fold: image ids, predicted and ground-truth points ``(N, K, 2)`` in original pixels, and
+    the prediction rows they come from (``rows``, sorted by image and landmark as the arrays are).
 
     Refuses two runs of one fold, a run without ``split``, and an image tested in two folds.
     """
@@ -54,7 +55,7 @@ def fold_points(runs: Sequence[dict], split: str = "test") -> dict[int, dict]:
         if len(preds) != len(ids) * k:
             raise ValueError(f"run {run['name']}: {len(preds)} prediction rows for {len(ids)} images x {k} landmarks")
         shape = (len(ids), k, 2)
-        out[fold] = {"run": run["name"], "ids": ids,
+        out[fold] = {"run": run["name"], "ids": ids, "rows": preds,
                      "pred": preds[["pred_x", "pred_y"]].to_numpy(float).reshape(shape),
                      "gt": preds[["gt_x", "gt_y"]].to_numpy(float).reshape(shape)}
     return dict(sorted(out.items()))
@@ -92,11 +93,5 @@ def pooled_predictions(runs: Sequence[dict], split: str = "test", pair: tuple[in
     ``pair`` 50 mm apart (what box plots and SDR curves of the pooled result are drawn from)."""
     points = fold_points(runs, split)
     errors = fold_errors(points, pair)
-    frames = []
-    for run in runs:
-        fold = _fold_of(run)
-        preds = run["predictions"].query("split == @split").sort_values(["id", "landmark"]).copy()
-        preds["fold"] = fold
-        preds["error_mm"] = errors[fold].ravel()
-        frames.append(preds)
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([p["rows"].assign(fold=fold, error_mm=errors[fold].ravel()) for fold, p in points.items()],
+                     ignore_index=True)

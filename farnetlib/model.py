@@ -30,7 +30,7 @@ from torch import nn
 
 from .backbones import build_backbone
 
-__all__ = ["FARNet", "FARNetOutput", "farnet"]
+__all__ = ["FARNet", "FARNetOutput", "farnet", "parameter_counts"]
 
 
 class FARNetOutput(NamedTuple):
@@ -124,3 +124,10 @@ class FARNet(nn.Module):
 def farnet(num_landmarks: int, backbone: str = "densenet121", **kwargs) -> FARNet:
     """Builder in torchvision style: ``farnet(19)`` is the paper's ceph model."""
     return FARNet(num_landmarks, backbone=backbone, **kwargs)
+
+
+def parameter_counts(model: FARNet) -> dict[str, int]:
+    """Parameters of the whole model, of its backbone and of the FARNet head (aggregation + heads)."""
+    total = sum(p.numel() for p in model.parameters())
+    backbone = sum(p.numel() for p in model.backbone.parameters())
+    return {"total": total, "backbone": backbone, "head": total - backbone}

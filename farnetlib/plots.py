@@ -11,7 +11,8 @@ import seaborn as sns
 
 __all__ = ["plot_history", "show_landmarks", "show_predictions", "error_boxplot", "sdr_curve",
            "cumulative_error", "backbone_comparison", "landmark_cloud", "confidence_vs_error",
-           "model_vs_observers", "cobb_scatter", "bland_altman", "show_spines", "save"]
+           "model_vs_observers", "cobb_scatter", "bland_altman", "show_spines", "save", "arm_comparison",
+           "mre_vs_cost"]
 
 GT_COLOR, PRED_COLOR = "#2ca02c", "#d62728"
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.2)
@@ -124,6 +125,48 @@ def backbone_comparison(summary: pd.DataFrame, split: str, unit: str = "mm"):
     sns.stripplot(data=sub, x="backbone", y="mre", order=order, ax=ax, color="k", size=4)
     ax.set(ylabel=f"MRE ({unit}), mean ± SD over seeds", title=f"backbones, {split}")
     ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def arm_comparison(arms: pd.DataFrame, splits: Sequence[str], label: str, reference: str | None = None,
+                   paper: dict[str, float] | None = None, unit: str = "mm"):
+    """MRE per arm (one dot per seed, a bar at the mean), one panel per split; the reference arm's
+    mean ± seed SD is a grey band across the panel, and ``paper`` (arm label -> MRE) hollow diamonds.
+
+    ``arms``: :func:`farnetlib.ablation.arm_table` rows; ``label``: the column naming an arm."""
+    fig, axes = plt.subplots(1, len(splits), figsize=(max(5.0, 0.9 * arms[label].nunique()) * len(splits), 4.0),
+                             squeeze=False)
+    order = arms[arms["split"] == splits[0]].groupby(label, sort=False)["mre"].mean().sort_values().index
+    for ax, split in zip(axes[0], splits):
+        sub = arms[arms["split"] == split]
+        sns.barplot(data=sub, x=label, y="mre", order=order, errorbar=None, ax=ax, color="C0", alpha=0.45)
+        sns.stripplot(data=sub, x=label, y="mre", order=order, ax=ax, color="k", size=5, jitter=0.15)
+        if reference is not None and (sub[label] == reference).sum() >= 2:
+            ref = sub.loc[sub[label] == reference, "mre"]
+            ax.axhspan(ref.mean() - ref.std(), ref.mean() + ref.std(), color="0.5", alpha=0.25,
+                       label=f"{reference}: mean ± SD over {len(ref)} seeds")
+        if paper and split != "val":
+            xs = [i for i, a in enumerate(order) if a in paper]
+            ax.scatter(xs, [paper[order[i]] for i in xs], marker="D", facecolors="none", edgecolors="C3", s=45,
+                       zorder=5, label="paper (GPU, ImageNet weights)")
+        ax.set(xlabel="", ylabel=f"MRE ({unit})", title=split)
+        ax.tick_params(axis="x", rotation=35)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def mre_vs_cost(spread: pd.DataFrame, label: str, split: str, unit: str = "mm"):
+    """Mean MRE per arm against its parameters and its seconds per epoch (error bars: seed SD)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, (col, name) in zip(axes, [("params_m", "parameters (millions)"), ("s_per_epoch", "seconds per epoch")]):
+        ax.errorbar(spread[col], spread["mre"], yerr=spread["mre_sd"].fillna(0.0), fmt="o", capsize=3)
+        for _, r in spread.iterrows():
+            ax.annotate(str(r[label]), (r[col], r["mre"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set(xlabel=name, ylabel=f"{split} MRE ({unit})")
+    fig.suptitle(f"{split}: accuracy against cost")
     fig.tight_layout()
     return fig
 

@@ -27,7 +27,8 @@ def summary_table(runs: list[dict]) -> pd.DataFrame:
     for run in runs:
         cfg = run["config"]
         for split, m in run["metrics"]["splits"].items():
-            row = {"run": run["name"], "split": split, "backbone": cfg["backbone"], "seed": cfg["seed"],
+            row = {"run": run["name"], "split": split, "backbone": cfg["backbone"], "loss": cfg.get("loss"),
+                   "seed": cfg["seed"],
                    "epochs": cfg["epochs"], "weights": cfg["weights"] or "random init",
                    **{q: (str(m[q]) if isinstance(m.get(q), list) else m.get(q)) for q in QUALIFIERS},
                    "n_images": m["n_images"], "mre": m["mre"], "sd": m["sd"]}

@@ -8,6 +8,11 @@ their results.
 ``dataset`` runs ``01_data_exploration``, ``02_train`` with ``configs/<dataset>_<protocol>.json``
 (protocol ``cpu`` by default, ``gpu_paper`` / ``gpu_recommended`` on a GPU), then
 ``04_tables_and_figures`` on that run.
+
+    python -m farnetlib.reproduce study --study configs/isbi2015_ablation.json   # make ablation
+
+``study`` runs ``03_backbone_ablation``: it trains every arm not finished yet (resuming an
+interrupted one), then writes the ablation tables and figures beside the arms' run folders.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import papermill as pm
 
 from .nbutil import chdir_repo_root
 
-__all__ = ["run_notebook", "quickstart", "reproduce_dataset"]
+__all__ = ["run_notebook", "quickstart", "reproduce_dataset", "reproduce_study"]
 
 
 def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters) -> Path:
@@ -62,6 +67,14 @@ def reproduce_dataset(dataset: str, root: str | None, protocol: str = "cpu", out
     run_notebook("04_tables_and_figures", out_dir, runs=[str(Path(out_dir) / run_name)], out_dir=out_dir)
 
 
+def reproduce_study(study: str, out_dir: str | None = None, train: bool = True) -> Path:
+    """Notebook 03 on a study file; the executed copy, tables and figures go to ``out_dir`` (default:
+    the study's ``results_dir``)."""
+    chdir_repo_root()
+    out_dir = out_dir or json.loads(Path(study).read_text())["base"]["results_dir"]
+    return run_notebook("03_backbone_ablation", out_dir, study=study, train=train, out_dir=out_dir)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -72,9 +85,15 @@ def main() -> None:
     d.add_argument("--root")
     d.add_argument("--protocol", default="cpu")
     d.add_argument("--out-dir")
+    s = sub.add_parser("study")
+    s.add_argument("--study", default="configs/isbi2015_ablation.json")
+    s.add_argument("--out-dir")
+    s.add_argument("--tables-only", action="store_true", help="train nothing; tables from finished arms")
     args = ap.parse_args()
     if args.cmd == "quickstart":
         quickstart(args.out_dir)
+    elif args.cmd == "study":
+        reproduce_study(args.study, args.out_dir, train=not args.tables_only)
     else:
         reproduce_dataset(args.dataset, args.root, args.protocol, args.out_dir)
 

@@ -50,11 +50,38 @@ def test_data_exploration_notebook_isbi(isbi_root, tmp_path):
     assert 1.0 < inter["mean_mm"].mean() < 4.0
 
 
-def test_ablation_then_tables_notebooks(tmp_path):
+def test_ablation_study_then_tables_notebooks(tmp_path):
+    """Notebook 03 trains a study's arms, then builds the paper-layout tables and figures from the run
+    folders; notebook 04 reads the same folders."""
     runs = tmp_path / "runs"
-    run_nb("03_backbone_ablation", tmp_path, backbones=["resnet18", "efficientnet_b0"], dataset="synthetic",
-           seeds=[0], epochs=1, overrides=TINY, results_dir=str(runs), notebooks_dir=str(tmp_path / "nbs"))
-    assert len(list((tmp_path / "nbs").glob("02_train-*.ipynb"))) == 2
+    arms = {"resnet18-ewc-s0": {"backbone": "resnet18"}, "resnet18-ewc-s1": {"backbone": "resnet18", "seed": 1},
+            "resnet18-mse-s0": {"backbone": "resnet18", "loss": "mse"},
+            "efficientnet_b0-ewc-s0": {"backbone": "efficientnet_b0"}}
+    study = tmp_path / "study.json"
+    study.write_text(json.dumps({"study": "tiny", "description": "notebook test",
+                                 "base": {**TINY, "dataset": "synthetic", "epochs": 1, "milestones": [1],
+                                          "results_dir": str(runs)},
+                                 "arms": arms,
+                                 "anchors": [{"backbone": "resnet18", "loss": "ewc", "split": "test", "mre": 1.0,
+                                              "source": "made up for the test"}]}))
+    run_nb("03_backbone_ablation", tmp_path, study=str(study), out_dir=str(tmp_path / "abl"),
+           reference={"backbone": "resnet18", "loss": "ewc"})
+    assert sorted(p.name for p in runs.iterdir()) == sorted(arms)
+    tables = tmp_path / "abl" / "tables"
+    backbones = pd.read_csv(tables / "ablation_backbones.csv").set_index("backbone")
+    assert set(backbones.index) == {"resnet18", "efficientnet_b0"} and backbones.loc["resnet18", "seeds"] == 2
+    assert backbones.loc["resnet18", "val Δ MRE (z)"] == "reference"
+    losses = pd.read_csv(tables / "ablation_losses.csv").set_index("loss")
+    assert set(losses.index) == {"ewc", "mse"} and "(" in losses.loc["mse", "test Δ MRE (z)"]
+    noise = pd.read_csv(tables / "ablation_noise-val.csv")
+    assert len(noise) == 3 and noise["seed_sd"].nunique() == 1 and np.isfinite(noise["seed_sd"]).all()
+    every = pd.read_csv(tables / "ablation_runs.csv")
+    assert len(every) == 8 and set(every["split"]) == {"val", "test"} and (every["params_m"] > 1).all()
+    figures = {p.name for p in (tmp_path / "abl" / "figures").glob("*.png")}
+    assert figures == {"ablation_backbones.png", "ablation_losses.png", "ablation_mre_vs_cost.png"}
+    run_nb("03_backbone_ablation", tmp_path, study=str(study), train=False, out_dir=str(tmp_path / "again"),
+           reference={"backbone": "resnet18", "loss": "ewc"})
+    assert (tmp_path / "again" / "tables" / "ablation_backbones.md").read_text() == (tables / "ablation_backbones.md").read_text()
     run_nb("04_tables_and_figures", tmp_path, runs=[str(runs / "*")], out_dir=str(tmp_path / "out"))
     table = pd.read_csv(tmp_path / "out" / "tables" / "summary_full.csv")
     assert set(table["backbone"]) == {"resnet18", "efficientnet_b0"}

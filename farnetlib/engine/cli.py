@@ -2,6 +2,7 @@
 
     farnet train --config configs/isbi2015_cpu.json --set epochs=3
     farnet cv --config configs/hand_xray_cpu.json          # one run per fold, then the pooled table
+    farnet study --config configs/isbi2015_ablation.json   # each arm of an ablation (resumable)
     farnet evaluate results/isbi2015_cpu/isbi2015_cpu test1 --ground-truth senior --write
     farnet predict results/isbi2015_cpu/isbi2015_cpu path/to/images --out predictions/
 
@@ -18,6 +19,7 @@ from .evaluate import evaluate
 from .folder import predict_folder
 from .folds import train_folds
 from .runs import load_run
+from .study import load_study, train_study
 from .train import train
 
 
@@ -32,6 +34,13 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _config_values(args: argparse.Namespace) -> dict:
+    """The config file's fields (none without ``--config``) with the ``--set`` overrides applied."""
+    values = json.loads(open(args.config).read()) if args.config else {}
+    values.update(_overrides(args.set))
+    return values
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="farnet", description="Train or evaluate FARNet.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -44,6 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--config", required=True, help="JSON config file (dataset hand_xray)")
     c.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
     c.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3])
+    s = sub.add_parser("study", help="train each arm of a study file (resumable; finished arms are skipped)")
+    s.add_argument("--config", required=True, help="study JSON file (base config + arms)")
+    s.add_argument("--arms", nargs="+", help="arm names (default: all, in the file's order)")
+    s.add_argument("--list", action="store_true", help="list the arms and which are finished, train nothing")
     e = sub.add_parser("evaluate", help="evaluate a run's selected checkpoint on a split")
     e.add_argument("run", help="run folder or checkpoint file")
     e.add_argument("split")
@@ -64,20 +77,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     if args.cmd == "train":
-        values = json.loads(open(args.config).read()) if args.config else {}
-        values.update(_overrides(args.set))
-        run_dir = train(TrainConfig.from_dict(values), run_dir=args.run_dir, resume=not args.no_resume)
+        run_dir = train(TrainConfig.from_dict(_config_values(args)), run_dir=args.run_dir, resume=not args.no_resume)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
             print(f"run folder: {run_dir}")
             print((run_dir / "metrics.json").read_text())
     elif args.cmd == "cv":
         from ..crossval import pooled_table
 
-        values = json.loads(open(args.config).read())
-        values.update(_overrides(args.set))
-        run_dirs = train_folds(TrainConfig.from_dict(values), folds=args.folds)
+        run_dirs = train_folds(TrainConfig.from_dict(_config_values(args)), folds=args.folds)
         print("\n".join(f"run folder: {d}" for d in run_dirs))
         print(pooled_table([load_run(d) for d in run_dirs]).round(3).to_string())
+    elif args.cmd == "study":
+        study = load_study(args.config)
+        if not args.list:
+            train_study(study, args.arms)
+        finished = set(study.finished())
+        for arm in study.select(args.arms):
+            print(f"{arm:28s} {'finished' if arm in finished else 'not finished'}  {study.run_dir(arm)}")
     elif args.cmd == "predict":
         table = predict_folder(args.run, args.images, args.out, decoder=args.decoder,
                                overlays=not args.no_overlays, device=args.device)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..heatmaps import GaussianHeatmapEncoder
 from ..losses import CoarseToFineLoss, build_loss
+from ..model import parameter_counts
 from .config import ConfigError, TrainConfig
 from .data import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
@@ -285,12 +286,15 @@ def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, r
 
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: torch.device, progress: bool) -> None:
     """Load the checkpoint selected on validation and evaluate val + each test split once."""
+    t0 = time.perf_counter()
     state = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
     model = to_layout(build_model(cfg, data.source.num_landmarks), cfg.eval_channels_last)
     model.load_state_dict(state["model"])
     model.to(device)
     frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress)
     metrics = {"run": run_dir.name, "selected_epoch": state["epoch"] + 1, "selection": "lowest validation MRE",
-               "val_count": len(data.val_idx), "train_count": len(data.source) - len(data.val_idx), **metrics}
+               "val_count": len(data.val_idx), "train_count": len(data.source) - len(data.val_idx),
+               "parameters": parameter_counts(model), "final_evaluation_seconds": time.perf_counter() - t0,
+               **metrics}
     pd.concat(frames).to_csv(run_dir / "predictions.csv", index=False)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -1,0 +1,105 @@
+"""Studies (ablations): named arms that each change a few fields of one base config, trained in turn.
+
+A study file is plain JSON::
+
+    {"study": "isbi2015_ablation",
+     "description": "...",
+     "base": {<TrainConfig fields shared by every arm, including results_dir>},
+     "arms": {"densenet121-ewc-s0": {"backbone": "densenet121"},
+              "densenet121-mse-s0": {"loss": "mse"}, ...},
+     "anchors": [{"backbone": "densenet121", "loss": "ewc", "split": "test1", "mre": 1.12, ...}, ...]}
+
+``anchors`` (optional) are published numbers to set beside the arms, each with its source.
+
+Each arm is an ordinary run folder ``<results_dir>/<arm name>``: trained, resumed after an
+interruption (``checkpoints/last.pt``) and skipped once finished, so a study longer than one session
+is finished by running the same command again. Arms may change what is trained (backbone, loss,
+seed, ...) but not where it is written (``run_name``, ``results_dir``) nor the data and its
+validation split, so that every arm is selected on the same validation images and tested once on
+the same test images.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+from .config import ConfigError, TrainConfig
+from .train import train
+
+__all__ = ["Study", "load_study", "train_study", "with_overrides", "FIXED_ACROSS_ARMS"]
+
+# what every arm shares, so that arms differ only in what they study
+FIXED_ACROSS_ARMS = ("dataset", "root", "ground_truth", "val_count", "split_seed", "test_splits", "hand_fold",
+                     "hand_scale_pair", "missing", "outside", "run_name", "results_dir")
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    description: str
+    base: TrainConfig
+    arms: dict[str, TrainConfig]
+    anchors: tuple[dict, ...] = ()
+
+    def run_dir(self, arm: str) -> Path:
+        return Path(self.base.results_dir) / arm
+
+    def select(self, names: Sequence[str] | None) -> list[str]:
+        """``names`` in study order (all arms when None); an unknown name is an error."""
+        if names is None:
+            return list(self.arms)
+        unknown = [n for n in names if n not in self.arms]
+        if unknown:
+            raise ConfigError(f"study {self.name!r} has no arm(s) {unknown}; its arms: {list(self.arms)}")
+        return [n for n in self.arms if n in set(names)]
+
+    def finished(self) -> list[str]:
+        """Arms whose run folder holds its final metrics (trained and tested)."""
+        return [a for a in self.arms if (self.run_dir(a) / "metrics.json").is_file()]
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and check a study file: every arm must be a valid config, with a distinct name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study file not found: {path}")
+    raw = json.loads(path.read_text())
+    missing = [k for k in ("study", "base", "arms") if k not in raw]
+    if missing:
+        raise ConfigError(f"study file {path} lacks {missing}")
+    if not raw["arms"]:
+        raise ConfigError(f"study file {path} lists no arms")
+    base = TrainConfig.from_dict(raw["base"])
+    arms = {}
+    for name, changes in raw["arms"].items():
+        fixed = sorted(set(changes) & set(FIXED_ACROSS_ARMS))
+        if fixed:
+            raise ConfigError(f"study file {path}, arm {name!r}: {fixed} must be the same for every arm "
+                              f"(set them in 'base')")
+        try:
+            arms[name] = replace(TrainConfig.from_dict({**raw["base"], **changes}), run_name=name)
+        except (ConfigError, TypeError) as err:
+            raise ConfigError(f"study file {path}, arm {name!r}: {err}") from err
+    return Study(name=raw["study"], description=raw.get("description", ""), base=base, arms=arms,
+                 anchors=tuple(raw.get("anchors", ())))
+
+
+def with_overrides(study: Study, overrides: dict) -> Study:
+    """The same study with ``overrides`` applied to the base and every arm (e.g. a tiny size for tests)."""
+    if not overrides:
+        return study
+    return replace(study, base=TrainConfig.from_dict({**study.base.to_dict(), **overrides}),
+                   arms={n: TrainConfig.from_dict({**c.to_dict(), **overrides, "run_name": n})
+                         for n, c in study.arms.items()})
+
+
+def train_study(study: Study, arms: Sequence[str] | None = None, progress: bool = True) -> list[Path]:
+    """Train (or resume, or skip when finished) each selected arm in study order; returns their folders."""
+    runs = []
+    for name in study.select(arms):
+        if progress:
+            print(f"study {study.name}: arm {name} -> {study.run_dir(name)}", flush=True)
+        runs.append(train(study.arms[name], run_dir=study.run_dir(name), progress=progress))
+    return runs
