@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .model import farnet, parameter_counts
-from .reporting import summary_table
+from .reporting import group_spread, summary_table
 
 __all__ = ["GROUP", "cost_table", "arm_table", "seed_spread", "noise_test", "paper_table"]
 
@@ -59,12 +59,8 @@ def seed_spread(arms: pd.DataFrame, split: str, by: Sequence[str] = GROUP) -> pd
     sub = arms[arms["split"] == split]
     if sub.empty:
         raise ValueError(f"no run has split {split!r}; splits: {sorted(set(arms['split']))}")
-    metrics = ["mre"] + [c for c in sub.columns if c.startswith("sdr_") and sub[c].notna().any()]
+    out = group_spread(sub, by)
     grouped = sub.groupby(list(by), sort=False)
-    out = grouped[metrics].mean()
-    for m in metrics:
-        out[f"{m}_sd"] = grouped[m].std(ddof=1)
-    out["seeds"] = grouped["seed"].nunique()
     out[["params_m", "s_per_epoch", "train_min"]] = grouped[["params_m", "s_per_epoch", "train_min"]].mean()
     return out.reset_index()
 
@@ -97,13 +93,13 @@ def _mean_sd(mean: float, sd: float, digits: int = 2) -> str:
 
 
 def _z_text(noise: pd.DataFrame | None, key: tuple) -> str:
+    """``noise`` is :func:`noise_test`'s frame indexed by the arm key (None: no seed spread yet)."""
     if noise is None:
         return "n/a (reference has < 2 seeds)"
-    nz = noise.set_index(list(noise.columns[:len(key)]))
-    if key not in nz.index:
+    if key not in noise.index:
         return "n/a"
-    z = nz.loc[key, "z"]
-    return "reference" if not math.isfinite(z) else f"{nz.loc[key, 'diff']:+.2f} ({z:+.1f})"
+    z = noise.loc[key, "z"]
+    return "reference" if not math.isfinite(z) else f"{noise.loc[key, 'diff']:+.2f} ({z:+.1f})"
 
 
 def paper_table(spread_test: pd.DataFrame, spread_val: pd.DataFrame, noise_test: pd.DataFrame | None = None,
@@ -113,6 +109,7 @@ def paper_table(spread_test: pd.DataFrame, spread_val: pd.DataFrame, noise_test:
     (:func:`noise_test`; None when the reference has fewer than two seeds yet), and the cost."""
     key = list(by)
     val = spread_val.set_index(key)
+    noise_test, noise_val = (None if n is None else n.set_index(key) for n in (noise_test, noise_val))
     sdrs = [c for c in spread_test.columns if c.startswith("sdr_") and not c.endswith("_sd")]
     rows = []
     for _, r in spread_test.iterrows():

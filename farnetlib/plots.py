@@ -130,9 +130,11 @@ def backbone_comparison(summary: pd.DataFrame, split: str, unit: str = "mm"):
 
 
 def arm_comparison(arms: pd.DataFrame, splits: Sequence[str], label: str, reference: str | None = None,
-                   paper: dict[str, float] | None = None, unit: str = "mm"):
+                   paper: dict[str, float] | None = None, unit: str = "mm", log_ratio: float = 20.0):
     """MRE per arm (one dot per seed, a bar at the mean), one panel per split; the reference arm's
     mean ± seed SD is a grey band across the panel, and ``paper`` (arm label -> MRE) hollow diamonds.
+    A panel whose MREs span more than ``log_ratio`` (e.g. an arm that collapsed to 150 mm beside
+    arms near 2 mm) gets a log y axis, so the arms that trained stay readable.
 
     ``arms``: :func:`farnetlib.ablation.arm_table` rows; ``label``: the column naming an arm."""
     fig, axes = plt.subplots(1, len(splits), figsize=(max(5.0, 0.9 * arms[label].nunique()) * len(splits), 4.0),
@@ -150,7 +152,10 @@ def arm_comparison(arms: pd.DataFrame, splits: Sequence[str], label: str, refere
             xs = [i for i, a in enumerate(order) if a in paper]
             ax.scatter(xs, [paper[order[i]] for i in xs], marker="D", facecolors="none", edgecolors="C3", s=45,
                        zorder=5, label="paper (GPU, ImageNet weights)")
-        ax.set(xlabel="", ylabel=f"MRE ({unit})", title=split)
+        log = sub["mre"].max() > log_ratio * sub["mre"].min()
+        if log:
+            ax.set_yscale("log")
+        ax.set(xlabel="", ylabel=f"MRE ({unit}{', log scale' if log else ''})", title=split)
         ax.tick_params(axis="x", rotation=35)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="upper left")

@@ -3,7 +3,7 @@ tables, and writers for CSV + Markdown + LaTeX. Every row carries what qualifies
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,7 @@ import pandas as pd
 from .engine.runs import load_run
 from .metrics import per_landmark_table, radial_errors
 
-__all__ = ["summary_table", "per_landmark", "backbone_table", "write_table", "load_runs", "paper_layout",
+__all__ = ["summary_table", "per_landmark", "group_spread", "backbone_table", "write_table", "load_runs", "paper_layout",
            "inter_observer", "model_vs_observers"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
@@ -67,17 +67,27 @@ def per_landmark(run: dict, split: str, radii: Iterable[float] | None = None) ->
     return per_landmark_table(errors.to_numpy(), radii, names=[f"{k} {n}" for k, n in names.items()])
 
 
-def backbone_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
-    """Mean ± SD over seeds of MRE and SDRs per backbone (the backbone comparison)."""
-    sub = summary[summary["split"] == split]
-    metrics = ["mre"] + [c for c in sub.columns if c.startswith("sdr_") and sub[c].notna().any()]
-    agg = sub.groupby("backbone")[metrics].agg(["mean", "std", "count"])
-    out = pd.DataFrame(index=agg.index)
+def group_spread(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by``: mean and SD over seeds (``<metric>_sd``, ddof 1, NaN for one seed) of MRE
+    and every SDR column, and the number of distinct seeds; ``by`` stays in the index."""
+    metrics = ["mre"] + [c for c in rows.columns if c.startswith("sdr_") and rows[c].notna().any()]
+    grouped = rows.groupby(list(by), sort=False)
+    out = grouped[metrics].mean()
     for m in metrics:
-        std = agg[(m, "std")].fillna(0.0)
-        out[m] = [f"{a:.2f} ± {s:.2f}" for a, s in zip(agg[(m, "mean")], std)]
-    out["seeds"] = agg[(metrics[0], "count")]
-    return out.sort_values("mre")
+        out[f"{m}_sd"] = grouped[m].std(ddof=1)
+    out["seeds"] = grouped["seed"].nunique()
+    return out
+
+
+def backbone_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Mean ± SD over seeds of MRE and SDRs per backbone (the backbone comparison), best mean MRE first."""
+    spread = group_spread(summary[summary["split"] == split], by=("backbone",)).sort_values("mre")
+    metrics = [c for c in spread.columns if c == "mre" or (c.startswith("sdr_") and not c.endswith("_sd"))]
+    out = pd.DataFrame(index=spread.index)
+    for m in metrics:
+        out[m] = [f"{a:.2f} ± {s:.2f}" for a, s in zip(spread[m], spread[f"{m}_sd"].fillna(0.0))]
+    out["seeds"] = spread["seeds"]
+    return out
 
 
 def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str = "") -> list[Path]:

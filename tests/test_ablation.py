@@ -84,6 +84,29 @@ def test_paper_table_shows_mean_sd_over_seeds_and_the_difference_in_standard_err
     assert set(unranked["val Δ MRE (z)"]) == {"n/a (reference has < 2 seeds)"}
 
 
+def test_backbone_table_orders_by_the_mean_mre_not_its_text_and_agrees_with_the_seed_spread():
+    from farnetlib.reporting import backbone_table, summary_table
+    runs = fake_study_runs() + [fake_run("vgg16_bn", "ewc", 0, 9.0, 10.5)]  # "10.50" sorts before "1.70" as text
+    table = backbone_table(summary_table(runs), "test1")
+    assert list(table.index) == ["resnet50", "densenet121", "vgg16_bn"]
+    # densenet121 pools its EWC seeds (1.6, 1.8, 1.7) with the MSE arm (2.5): mean 1.90, SD over 4 runs
+    assert table.loc["densenet121", "mre"] == f"{np.mean([1.6, 1.8, 1.7, 2.5]):.2f} ± {np.std([1.6, 1.8, 1.7, 2.5], ddof=1):.2f}"
+    assert table.loc["vgg16_bn", "mre"] == "10.50 ± 0.00" and table.loc["densenet121", "seeds"] == 3
+
+
+def test_arm_comparison_switches_to_a_log_axis_only_when_an_arm_collapsed():
+    import matplotlib.pyplot as plt
+    from farnetlib.plots import arm_comparison
+    for runs, scale in [(fake_study_runs(), "linear"),
+                        (fake_study_runs() + [fake_run("densenet121", "l1", 0, 150.0, 158.0)], "log")]:
+        table = ablation.arm_table(runs)
+        table["arm"] = table["backbone"] + " / " + table["loss"]
+        fig = arm_comparison(table, ["val", "test1"], label="arm", reference="densenet121 / ewc")
+        assert [ax.get_yscale() for ax in fig.axes] == [scale, scale]
+        assert all(("log scale" in ax.get_ylabel()) == (scale == "log") for ax in fig.axes)
+        plt.close(fig)
+
+
 def write_study(path: Path, arms: dict, base_extra: dict | None = None) -> Path:
     path.write_text(json.dumps({"study": "tiny", "description": "test study",
                                 "base": {**TINY, "results_dir": str(path.parent / "runs"), **(base_extra or {})},

@@ -85,6 +85,22 @@ def test_resume_refuses_a_different_config(tmp_path):
         train(tiny(tmp_path, run_name="c", epochs=1, lr=0.5), progress=False)
 
 
+def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tmp_path):
+    from farnetlib.engine.train import save_checkpoint
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 3, "w": torch.arange(4)}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("stopped while writing")
+
+    with pytest.raises(RuntimeError, match="stopped while writing"):
+        save_checkpoint({"epoch": 4, "w": torch.arange(1000), "x": Unpicklable()}, path)
+    state = torch.load(path, weights_only=False)
+    assert state["epoch"] == 3 and torch.equal(state["w"], torch.arange(4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no half-written temporary left
+
+
 def test_predict_and_evaluate_use_original_pixels(tmp_path):
     run_dir = train(tiny(tmp_path, run_name="p", epochs=1), progress=False)
     model, cfg = load_model(run_dir / "checkpoints" / "best.pt", device="cpu")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from .precision import make_scaler, resolve_precision, to_layout
 from .runs import environment, make_run_dir
 from .steps import LOSS_KEYS, StepContext, train_step
 
-__all__ = ["train", "seed_everything"]
+__all__ = ["train", "seed_everything", "save_checkpoint"]
 
 
 def seed_everything(seed: int) -> None:
@@ -248,6 +249,17 @@ def _check_finite(sums: torch.Tensor, epoch: int, step: int, every: int) -> None
                                  f"{step} (checked every {every} steps; lower lr or check the data)")
 
 
+def save_checkpoint(state: dict, path: Path) -> None:
+    """``torch.save`` into ``<path>.tmp``, then rename it over ``path`` (``os.replace``, atomic on one
+    filesystem): a run stopped while writing keeps its previous checkpoint whole and resumable."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, row: dict, best: float,
                              history: list, run_dir: Path, proc: Process, progress: bool) -> float:
     """Rank 0: validate (every ``eval_every`` epochs), keep ``best.pt``, write ``last.pt`` and history.
@@ -264,15 +276,15 @@ def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, r
             row.update(val_mre=val["mre"], val_sdr_2=val.get("sdr_2"), val_unit=val["unit"])
             if val["mre"] < best:
                 best = val["mre"]
-                torch.save({"model": parts.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
-                            "num_landmarks": data.source.num_landmarks, "val_mre": best},
-                           run_dir / "checkpoints" / "best.pt")
+                save_checkpoint({"model": parts.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
+                                 "num_landmarks": data.source.num_landmarks, "val_mre": best},
+                                run_dir / "checkpoints" / "best.pt")
         row["epoch_seconds"] = row["train_seconds"] + (time.perf_counter() - t_val)
-        torch.save({"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
-                    "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(),
-                    "rng": rng_state(), "epoch": epoch, "best": best, "history": history,
-                    "config": cfg.to_dict(), "num_landmarks": data.source.num_landmarks},
-                   run_dir / "checkpoints" / "last.pt")
+        save_checkpoint({"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+                         "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(),
+                         "rng": rng_state(), "epoch": epoch, "best": best, "history": history,
+                         "config": cfg.to_dict(), "num_landmarks": data.source.num_landmarks},
+                        run_dir / "checkpoints" / "last.pt")
         pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
         if progress:
             val_txt = f", val MRE {row['val_mre']:.3f} {row['val_unit']}" if "val_mre" in row else ""
