@@ -70,6 +70,7 @@ def test_ablation_study_then_tables_notebooks(tmp_path):
     tables = tmp_path / "abl" / "tables"
     backbones = pd.read_csv(tables / "ablation_backbones.csv").set_index("backbone")
     assert set(backbones.index) == {"resnet18", "efficientnet_b0"} and backbones.loc["resnet18", "seeds"] == 2
+    assert "loss" not in backbones.columns  # one row per backbone; the caption names the loss
     assert backbones.loc["resnet18", "val Δ MRE (z)"] == "reference"
     losses = pd.read_csv(tables / "ablation_losses.csv").set_index("loss")
     assert set(losses.index) == {"ewc", "mse"} and "(" in losses.loc["mse", "test Δ MRE (z)"]
