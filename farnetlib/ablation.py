@@ -5,8 +5,10 @@ The noise model is deliberately simple and stated with every table: the seed-to-
 measured on the reference arm (several seeds of one configuration; model initialisation and data
 order change, the validation split does not) and assumed to hold for every arm. A difference
 between two arm means is then ``z = diff / (sd_seed * sqrt(1/n_a + 1/n_b))`` standard errors, and
-is called larger than the noise when ``|z| > 2``. With three reference seeds the SD itself is
-uncertain (its 95 % interval spans about 0.5x to 6x), so a ``|z|`` near 2 is weak evidence either way.
+is called larger than the noise when ``|z|`` exceeds Student's t two-sided 95 % point with
+``n_ref - 1`` degrees of freedom (the SD is estimated from the reference's ``n_ref`` seeds, not
+known): 4.30 with three seeds, 3.18 with four, 2.0 only with many. A plain ``|z| > 2`` would treat
+an SD from three seeds as exact; with three seeds its own 95 % interval spans about 0.5x to 6x.
 """
 from __future__ import annotations
 
@@ -15,14 +17,23 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .model import farnet, parameter_counts
 from .reporting import group_spread, summary_table
 
-__all__ = ["GROUP", "cost_table", "arm_table", "seed_spread", "noise_test", "paper_table"]
+__all__ = ["GROUP", "CONFIDENCE", "noise_threshold", "cost_table", "arm_table", "seed_spread", "noise_test", "paper_table"]
 
 GROUP = ("backbone", "loss")  # what an arm of a study is (seeds are repeats of an arm)
-Z_NOISE = 2.0
+CONFIDENCE = 0.95  # two-sided level of the "larger than the noise" call
+
+
+def noise_threshold(reference_seeds: int, confidence: float = CONFIDENCE) -> float:
+    """The ``|z|`` above which a difference is larger than the noise: Student's t two-sided point
+    with ``reference_seeds - 1`` degrees of freedom (the seed SD is estimated, not known)."""
+    if reference_seeds < 2:
+        raise ValueError(f"a seed SD needs >= 2 seeds, got {reference_seeds}")
+    return float(stats.t.ppf(0.5 + confidence / 2, df=reference_seeds - 1))
 
 
 def _parameters(run: dict) -> dict[str, int]:
@@ -66,8 +77,9 @@ def seed_spread(arms: pd.DataFrame, split: str, by: Sequence[str] = GROUP) -> pd
 
 
 def noise_test(spread: pd.DataFrame, reference: dict, metric: str = "mre", by: Sequence[str] = GROUP) -> pd.DataFrame:
-    """Each arm's ``metric`` minus the reference arm's, in seed standard errors (see the module text);
-    the first columns are ``by``.
+    """Each arm's ``metric`` minus the reference arm's, in seed standard errors (see the module text),
+    the ``|z|`` threshold (:func:`noise_threshold`) and whether the difference is beyond it; the
+    first columns are ``by``.
 
     ``reference`` names the arm, e.g. ``{"backbone": "densenet121", "loss": "ewc"}``; it must have
     at least two seeds (the SD is measured there)."""
@@ -83,7 +95,8 @@ def noise_test(spread: pd.DataFrame, reference: dict, metric: str = "mre", by: S
     se = sd * np.sqrt(1 / out["seeds"] + 1 / ref["seeds"])
     out["z"] = out["diff"] / se
     out.loc[mask, "z"] = np.nan
-    out["beyond_noise"] = out["z"].abs() > Z_NOISE
+    out["threshold"] = noise_threshold(int(ref["seeds"]))
+    out["beyond_noise"] = out["z"].abs() > out["threshold"]
     out["seed_sd"] = sd
     return out
 
@@ -99,14 +112,17 @@ def _z_text(noise: pd.DataFrame | None, key: tuple) -> str:
     if key not in noise.index:
         return "n/a"
     z = noise.loc[key, "z"]
-    return "reference" if not math.isfinite(z) else f"{noise.loc[key, 'diff']:+.2f} ({z:+.1f})"
+    if not math.isfinite(z):
+        return "reference"
+    return f"{noise.loc[key, 'diff']:+.2f} ({z:+.1f}){'*' if noise.loc[key, 'beyond_noise'] else ''}"
 
 
 def paper_table(spread_test: pd.DataFrame, spread_val: pd.DataFrame, noise_test: pd.DataFrame | None = None,
                 noise_val: pd.DataFrame | None = None, unit: str = "mm", by: Sequence[str] = GROUP) -> pd.DataFrame:
     """The paper's ablation layout: test MRE and SDRs (mean ± SD over seeds where there are several),
-    validation MRE, each MRE's difference to the reference arm with its z in seed standard errors
-    (:func:`noise_test`; None when the reference has fewer than two seeds yet), and the cost."""
+    validation MRE, each MRE's difference to the reference arm with its z in seed standard errors and
+    a ``*`` where it is beyond the noise (:func:`noise_test`; None when the reference has fewer than
+    two seeds yet), and the cost."""
     key = list(by)
     val = spread_val.set_index(key)
     noise_test, noise_val = (None if n is None else n.set_index(key) for n in (noise_test, noise_val))

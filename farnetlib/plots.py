@@ -134,7 +134,8 @@ def arm_comparison(arms: pd.DataFrame, splits: Sequence[str], label: str, refere
     """MRE per arm (one dot per seed, a bar at the mean), one panel per split; the reference arm's
     mean ± seed SD is a grey band across the panel, and ``paper`` (arm label -> MRE) hollow diamonds.
     A panel whose MREs span more than ``log_ratio`` (e.g. an arm that collapsed to 150 mm beside
-    arms near 2 mm) gets a log y axis, so the arms that trained stay readable.
+    arms near 2 mm) gets a log y axis, so the arms that trained stay readable. The legend sits below
+    the panels, once for the figure, so it covers no arm's dot.
 
     ``arms``: :func:`farnetlib.ablation.arm_table` rows; ``label``: the column naming an arm."""
     fig, axes = plt.subplots(1, len(splits), figsize=(max(5.0, 0.9 * arms[label].nunique()) * len(splits), 4.0),
@@ -157,9 +158,12 @@ def arm_comparison(arms: pd.DataFrame, splits: Sequence[str], label: str, refere
             ax.set_yscale("log")
         ax.set(xlabel="", ylabel=f"MRE ({unit}{', log scale' if log else ''})", title=split)
         ax.tick_params(axis="x", rotation=35)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    legend = {lab: h for ax in axes[0] for h, lab in zip(*ax.get_legend_handles_labels())}
+    if legend:  # one legend for all panels, below them, so it hides no dot
+        fig.legend(legend.values(), legend.keys(), fontsize=8, loc="lower center", ncol=len(legend), frameon=False)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 

@@ -57,6 +57,23 @@ def test_seed_spread_and_noise_test_give_exact_values_and_flag_only_large_differ
     assert math.isnan(noise.loc[("densenet121", "ewc"), "z"])
 
 
+def test_the_noise_threshold_is_students_t_for_the_reference_seeds_so_z_3_from_3_seeds_is_noise():
+    assert ablation.noise_threshold(3) == pytest.approx(4.303, abs=1e-3)  # 2 degrees of freedom
+    assert ablation.noise_threshold(4) == pytest.approx(3.182, abs=1e-3)
+    assert ablation.noise_threshold(1000) == pytest.approx(1.962, abs=1e-3)  # the normal 1.96 for many seeds
+    with pytest.raises(ValueError, match="2 seeds"):
+        ablation.noise_threshold(1)
+    runs = fake_study_runs() + [fake_run("vgg16_bn", "ewc", 0, 1.95, 1.6)]  # val +0.35 against mean 1.6, SD 0.1
+    two_more = [fake_run("densenet121", "ewc", 3, 1.5, 1.7), fake_run("densenet121", "ewc", 4, 1.7, 1.7)]
+    # 3 seeds: z = 0.35 / (0.1 sqrt(4/3)) = 3.03 < 4.30; 5 seeds (SD still 0.1): z = 3.20 > 2.78
+    for n_ref, extra, beyond in [(3, [], False), (5, two_more, True)]:
+        spread = ablation.seed_spread(ablation.arm_table(runs + extra), "val")
+        noise = ablation.noise_test(spread, {"backbone": "densenet121", "loss": "ewc"}).set_index(["backbone", "loss"])
+        row = noise.loc[("vgg16_bn", "ewc")]
+        assert row["threshold"] == pytest.approx(ablation.noise_threshold(n_ref))
+        assert row["beyond_noise"] == beyond, (n_ref, row["z"], row["threshold"])
+
+
 def test_noise_test_refuses_a_reference_without_a_seed_spread():
     runs = [fake_run("densenet121", "ewc", 0, 1.5, 1.6), fake_run("resnet50", "ewc", 0, 1.7, 1.6)]
     spread = ablation.seed_spread(ablation.arm_table(runs), "val")
@@ -76,8 +93,8 @@ def test_paper_table_shows_mean_sd_over_seeds_and_the_difference_in_standard_err
     assert paper.loc[("densenet121", "ewc"), "test MRE (mm)"] == "1.70 ± 0.10"
     assert paper.loc[("densenet121", "mse"), "test MRE (mm)"] == "2.50"  # one seed: no SD shown
     assert paper.loc[("densenet121", "ewc"), "val Δ MRE (z)"] == "reference"
-    assert paper.loc[("densenet121", "mse"), "val Δ MRE (z)"] == f"+0.80 (+{0.8 / (0.1 * math.sqrt(4 / 3)):.1f})"
-    assert paper.loc[("resnet50", "ewc"), "test Δ MRE (z)"].startswith("-0.10")
+    assert paper.loc[("densenet121", "mse"), "val Δ MRE (z)"] == f"+0.80 (+{0.8 / (0.1 * math.sqrt(4 / 3)):.1f})*"
+    assert paper.loc[("resnet50", "ewc"), "test Δ MRE (z)"] == "-0.10 (-0.9)"  # no * : within the noise
     assert paper.loc[("densenet121", "ewc"), "test SDR 2 mm (%)"] == "83.00 ± 1.00"
     assert paper.loc[("resnet50", "ewc"), "params (M)"] == "60.0" and paper.loc[("resnet50", "ewc"), "s / epoch"] == "11"
     unranked = ablation.paper_table(spread["test1"], spread["val"])
@@ -101,9 +118,13 @@ def test_arm_comparison_switches_to_a_log_axis_only_when_an_arm_collapsed():
                         (fake_study_runs() + [fake_run("densenet121", "l1", 0, 150.0, 158.0)], "log")]:
         table = ablation.arm_table(runs)
         table["arm"] = table["backbone"] + " / " + table["loss"]
-        fig = arm_comparison(table, ["val", "test1"], label="arm", reference="densenet121 / ewc")
+        fig = arm_comparison(table, ["val", "test1"], label="arm", reference="densenet121 / ewc",
+                             paper={"resnet50 / ewc": 1.19})
         assert [ax.get_yscale() for ax in fig.axes] == [scale, scale]
         assert all(("log scale" in ax.get_ylabel()) == (scale == "log") for ax in fig.axes)
+        assert all(ax.get_legend() is None for ax in fig.axes)  # no legend inside a panel, over the dots
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == [  # once each, though on two panels
+            "densenet121 / ewc: mean ± SD over 3 seeds", "paper (GPU, ImageNet weights)"]
         plt.close(fig)
 
 
