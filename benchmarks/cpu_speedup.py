@@ -114,7 +114,9 @@ def main() -> None:
             r["speedup_vs_today"] = r["images_per_s"] / base["images_per_s"]
     import torch
 
-    cpu_flags = _cpu_flags()
+    from farnetlib.engine.precision import cpu_flags as read_cpu_flags
+
+    cpu_flags = read_cpu_flags()
     payload = {"backbone": args.backbone, "input_hw": list(size), "batch": args.batch, "loss": "ewc",
                "optimizer": "adam", "threads": args.threads, "cpu_isa": cpu_flags,
                "mkldnn_bf16_supported": bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)())
@@ -123,15 +125,6 @@ def main() -> None:
     for r in results:
         if "error" not in r:
             print(f"{r['variant']:>20}: {r['images_per_s']:.3f} img/s  x{r.get('speedup_vs_today', float('nan')):.2f}")
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
 
 
 def _bf16_supported() -> bool:

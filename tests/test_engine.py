@@ -14,7 +14,8 @@ from farnetlib.engine.sources import carve_validation
 def tiny(tmp_path, **kw):
     values = dict(dataset="synthetic", synthetic_train=10, synthetic_test=4, val_count=3, synthetic_landmarks=5,
                   synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=2, batch_size=4,
-                  backbone="resnet18", lr=1e-3, milestones=[1], results_dir=str(tmp_path), threads=2)
+                  backbone="resnet18", lr=1e-3, milestones=[1], results_dir=str(tmp_path), threads=2,
+                  precision="fp32")
     values.update(kw)
     return TrainConfig(**values)
 

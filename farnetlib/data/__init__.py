@@ -9,8 +9,8 @@ from .isbi import ISBI2015, ISBI_LANDMARKS
 from .manifest import VerifyReport, build_manifest, verify
 from .registry import open_dataset
 from .synthetic import Synthetic, write_isbi_layout
-from .transforms import Augment, resize_sample
+from .transforms import AUGMENT_LEVELS, Augment, resize_sample
 
 __all__ = ["AASCESpine", "HandXray", "ISBI2015", "ISBI_LANDMARKS", "Synthetic", "write_isbi_layout",
-           "LandmarkSource", "Sample", "LandmarkDataset", "ImageCache", "Augment", "resize_sample",
+           "LandmarkSource", "Sample", "LandmarkDataset", "ImageCache", "Augment", "AUGMENT_LEVELS", "resize_sample",
            "DatasetError", "open_dataset", "verify", "build_manifest", "VerifyReport"]

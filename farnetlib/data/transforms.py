@@ -15,7 +15,7 @@ from scipy.ndimage import affine_transform
 
 from ..heatmaps import rescale_points
 
-__all__ = ["resize_image", "resize_sample", "Augment", "to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["resize_image", "resize_sample", "Augment", "AUGMENT_LEVELS", "to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,6 +84,17 @@ class Augment:
         """uint8 (H, W) image + landmarks -> augmented float [0, 1] image + moved landmarks."""
         warped, pts = self.geometric(image, landmarks, self.matrix(image.shape[:2], rng))
         return self.intensity(warped.astype(np.float32) / 255.0, rng), pts
+
+
+AUGMENT_LEVELS = {
+    # the config's ``augment_level``: "standard" is Augment's defaults; "mild" halves every range,
+    # "strong" widens them (rotation 15 deg, zoom 0.85-1.15, shifts 8 %)
+    "mild": Augment(rotation_deg=5.0, scale=(0.95, 1.05), translate=0.025, gamma=(0.85, 1.2),
+                    contrast=(0.9, 1.1), brightness=0.05, noise_sd=0.01),
+    "standard": Augment(),
+    "strong": Augment(rotation_deg=15.0, scale=(0.85, 1.15), translate=0.08, gamma=(0.6, 1.6),
+                      contrast=(0.7, 1.3), brightness=0.15, noise_sd=0.03),
+}
 
 
 def to_tensor(image01: np.ndarray, reference_0_255: bool = False) -> torch.Tensor:

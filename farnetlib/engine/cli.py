@@ -1,12 +1,14 @@
 """Command line, installed as ``farnet`` (also ``python -m farnetlib.engine.cli``)::
 
     farnet train --config configs/isbi2015_cpu.json --set epochs=3
+    farnet train --config configs/isbi2015_overnight.json --time-limit 170   # stops resumably; same command resumes
     farnet cv --config configs/hand_xray_cpu.json          # one run per fold, then the pooled table
     farnet study --config configs/isbi2015_ablation.json   # each arm of an ablation (resumable)
     farnet evaluate results/isbi2015_cpu/isbi2015_cpu test1 --ground-truth senior --write
     farnet predict results/isbi2015_cpu/isbi2015_cpu path/to/images --out predictions/
 
-``--set field=value`` overrides (JSON values: ``--set input_size=[256,224] --set augment=true``).
+``--set field=value`` overrides (JSON values: ``--set input_size=[256,224] --set augment=true``, or
+several pairs after one ``--set``).
 """
 from __future__ import annotations
 
@@ -46,12 +48,16 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train per a config (resumes a run folder that has a checkpoint)")
     t.add_argument("--config", help="JSON config file (fields of TrainConfig)")
-    t.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
+    t.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
+                   help="override config fields (repeatable; JSON values)")
+    t.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop resumably before an epoch that would not finish within MINUTES (config time_limit)")
     t.add_argument("--run-dir", help="run folder (default: <results_dir>/<run_name or generated>)")
     t.add_argument("--no-resume", action="store_true")
     c = sub.add_parser("cv", help="hand set: train one run per fold (resumable), then print the pooled test table")
     c.add_argument("--config", required=True, help="JSON config file (dataset hand_xray)")
-    c.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
+    c.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
+                   help="override config fields (repeatable; JSON values)")
     c.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3])
     s = sub.add_parser("study", help="train each arm of a study file (resumable; finished arms are skipped)")
     s.add_argument("--config", required=True, help="study JSON file (base config + arms)")
@@ -77,10 +83,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     if args.cmd == "train":
-        run_dir = train(TrainConfig.from_dict(_config_values(args)), run_dir=args.run_dir, resume=not args.no_resume)
+        values = _config_values(args)
+        if args.time_limit is not None:
+            values["time_limit"] = args.time_limit
+        try:
+            run_dir = train(TrainConfig.from_dict(values), run_dir=args.run_dir, resume=not args.no_resume)
+        except KeyboardInterrupt:
+            raise SystemExit(130)  # train() said which epoch was abandoned and how to resume
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
             print(f"run folder: {run_dir}")
-            print((run_dir / "metrics.json").read_text())
+            if (run_dir / "metrics.json").is_file():
+                print((run_dir / "metrics.json").read_text())
     elif args.cmd == "cv":
         from ..crossval import pooled_table
 

@@ -20,6 +20,7 @@ from ..backbones import BACKBONES
 from ..heatmaps import DECODERS
 from ..losses import LOSSES
 from .precision import PRECISIONS
+from .runs import write_atomic
 
 __all__ = ["TrainConfig", "ConfigError", "DATASET_DEFAULTS"]
 
@@ -82,22 +83,29 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=lambda: [200])
     lr_gamma: float = 0.1
     augment: bool = False  # reference: no augmentation; recommended: True
+    augment_level: str = "standard"  # mild | standard | strong (the ranges of farnetlib.data.AUGMENT_LEVELS)
+    schedule: str = "step"  # step (reference: x lr_gamma at each milestone) | cosine (per step, to 0)
+    warmup_epochs: float = 0.0  # linear warm-up of the lr from 0 over this many epochs (per step)
+    progressive_epochs: int = 0  # the first epochs at progressive_scale x input_size (sigma scaled alike)
+    progressive_scale: float = 0.5
     # evaluation
     decoder: str = "argmax"  # argmax (reference) | quadratic (sub-pixel)
     eval_every: int = 1
     eval_batch_size: int = 8  # batch size of validation/test prediction (memory only, not results)
     eval_channels_last: bool = True  # final/stand-alone evaluation in channels_last (faster inference on CPU too)
+    eval_precision: str = "fp32"  # validation/test prediction; fp32: bf16 heatmaps blunt the sub-pixel decoders
     # runtime
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (with GradScaler)
-    channels_last: bool = False  # training in torch.channels_last (per-epoch validation uses the same model)
+    precision: str = "auto"  # auto (CUDA: bf16; CPU: measured, see engine/autotune.py) | fp32 | bf16 | fp16
+    channels_last: bool | str = False  # training in torch.channels_last; "auto": measured with precision
     compile: bool = False  # torch.compile the training forward/backward (compiles in the first steps)
     cudnn_benchmark: bool = True  # CUDA: let cuDNN pick the fastest kernels for the fixed input size
     sync_bn: bool = False  # torchrun: SyncBatchNorm across processes (batch 1 per GPU)
     finite_check_every: int = 50  # steps between checks that the loss is finite (each check syncs)
     num_workers: int = 0
     threads: int | None = None  # torch CPU threads (None: torch default)
+    time_limit: float | None = None  # minutes for this call: stop (resumably) before an epoch that would not fit
     run_name: str | None = None
     results_dir: str = "results/runs"
 
@@ -155,12 +163,42 @@ class TrainConfig:
         for name in ("eval_batch_size", "finite_check_every"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
+        if self.eval_precision not in PRECISIONS[1:]:
+            raise bad("eval_precision", f"must be one of {list(PRECISIONS[1:])}")
+        if self.channels_last not in (True, False, "auto"):
+            raise bad("channels_last", "must be true, false or 'auto'")
+        if self.augment_level not in ("mild", "standard", "strong"):
+            raise bad("augment_level", "must be 'mild', 'standard' or 'strong'")
+        if self.schedule not in ("step", "cosine"):
+            raise bad("schedule", "must be 'step' or 'cosine'")
+        if not 0 <= float(self.warmup_epochs) < int(self.epochs):
+            raise bad("warmup_epochs", "must be >= 0 and below epochs")
+        if not 0 <= int(self.progressive_epochs) < int(self.epochs):
+            raise bad("progressive_epochs", "must be >= 0 and below epochs (the last epochs train at input_size)")
+        if not 0 < float(self.progressive_scale) <= 1:
+            raise bad("progressive_scale", "must be in (0, 1]")
+        if self.time_limit is not None and not float(self.time_limit) > 0:
+            raise bad("time_limit", "must be > 0 (minutes) or None")
         if self.fine_head_width is not None and int(self.fine_head_width) < 1:
             raise bad("fine_head_width", "must be >= 1 or None (the reference width)")
 
     @property
     def splits_to_test(self) -> list[str]:
         return list(self.test_splits) if self.test_splits is not None else DATASET_DEFAULTS[self.dataset]["test_splits"]
+
+    def stage(self, epoch: int) -> tuple[tuple[int, int], float, float]:
+        """(input size, fine sigma, coarse sigma) of training epoch ``epoch`` (0-based).
+
+        The first ``progressive_epochs`` train at ``progressive_scale`` x ``input_size`` (sides
+        rounded to multiples of 32, at least 64 so that the deepest features keep 2 x 2 pixels),
+        sigma scaled by the mean side ratio so that a Gaussian covers the same anatomy; later
+        epochs at ``input_size``. Validation and test always run at ``input_size``."""
+        sigma_coarse = self.sigma_coarse or self.sigma
+        if epoch >= self.progressive_epochs:
+            return self.input_size, self.sigma, sigma_coarse
+        size = tuple(max(64, 32 * round(s * self.progressive_scale / 32)) for s in self.input_size)
+        ratio = (size[0] / self.input_size[0] + size[1] / self.input_size[1]) / 2
+        return size, self.sigma * ratio, sigma_coarse * ratio
 
     @property
     def radii(self) -> list[float]:
@@ -170,7 +208,7 @@ class TrainConfig:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        write_atomic(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

@@ -7,12 +7,13 @@ sampler reshuffles per epoch with a generator seeded by ``(seed, epoch)``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ..data import Augment, ImageCache, LandmarkDataset, LandmarkSource
+from ..data import AUGMENT_LEVELS, ImageCache, LandmarkDataset, LandmarkSource
 from .config import DATASET_DEFAULTS, TrainConfig
 from .distributed import Process
 from .sources import build_source, carve_validation
@@ -40,32 +41,54 @@ class EpochShuffleSampler(Sampler[int]):
 
 @dataclass
 class TrainData:
+    """The run's training data; ``loader(size)`` is the loader at one training input size (the
+    config's ``input_size``, and a smaller one for the progressive epochs), built once each."""
+
     source: LandmarkSource
     train_idx: list[int]
     val_idx: list[int]
     cache: ImageCache
-    dataset: LandmarkDataset
-    sampler: Sampler
-    loader: DataLoader
+    make_loader: Callable[[tuple[int, int]], tuple[LandmarkDataset, Sampler, DataLoader]]
+    loaders: dict = field(default_factory=dict)
+
+    def loader(self, size: tuple[int, int]) -> DataLoader:
+        size = (int(size[0]), int(size[1]))
+        if size not in self.loaders:
+            self.loaders[size] = self.make_loader(size)
+        return self.loaders[size][2]
+
+    @property
+    def dataset(self) -> LandmarkDataset:
+        """The training dataset at the first size built (the config's ``input_size`` unless progressive)."""
+        return next(iter(self.loaders.values()))[0]
 
     def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-        self.sampler.set_epoch(epoch)
+        for dataset, sampler, _ in self.loaders.values():
+            dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch)
 
 
 def build_train_data(cfg: TrainConfig, proc: Process, progress: bool = True) -> TrainData:
     source = build_source(cfg, DATASET_DEFAULTS[cfg.dataset]["train_split"])
     train_idx, val_idx = carve_validation(len(source), cfg.val_count, cfg.split_seed)
     cache = ImageCache(disk_dir=cfg.cache_dir)
-    dataset = LandmarkDataset(source, cfg.input_size, augment=Augment() if cfg.augment else None, cache=cache,
-                              indices=train_idx, reference_0_255=cfg.reference_0_255, seed=cfg.seed)
-    dataset.prefill_cache(progress=progress and proc.main)
-    if proc.world > 1:
-        sampler = DistributedSampler(dataset, num_replicas=proc.world, rank=proc.rank, shuffle=True, seed=cfg.seed)
-    else:
-        sampler = EpochShuffleSampler(len(dataset), cfg.seed)
-    workers = cfg.num_workers > 0
-    loader = DataLoader(dataset, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        persistent_workers=workers, pin_memory=proc.device.type == "cuda",
-                        prefetch_factor=4 if workers else None)
-    return TrainData(source, train_idx, val_idx, cache, dataset, sampler, loader)
+    augment = AUGMENT_LEVELS[cfg.augment_level] if cfg.augment else None
+
+    def make_loader(size: tuple[int, int]) -> tuple[LandmarkDataset, Sampler, DataLoader]:
+        dataset = LandmarkDataset(source, size, augment=augment, cache=cache, indices=train_idx,
+                                  reference_0_255=cfg.reference_0_255, seed=cfg.seed)
+        dataset.prefill_cache(progress=progress and proc.main)
+        if proc.world > 1:
+            sampler = DistributedSampler(dataset, num_replicas=proc.world, rank=proc.rank, shuffle=True,
+                                         seed=cfg.seed)
+        else:
+            sampler = EpochShuffleSampler(len(dataset), cfg.seed)
+        workers = cfg.num_workers > 0
+        loader = DataLoader(dataset, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                            persistent_workers=workers, pin_memory=proc.device.type == "cuda",
+                            prefetch_factor=4 if workers else None)
+        return dataset, sampler, loader
+
+    data = TrainData(source, train_idx, val_idx, cache, make_loader)
+    data.loader(cfg.stage(0)[0])  # the first epoch's images decoded and checked before training starts
+    return data

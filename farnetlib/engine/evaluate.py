@@ -19,6 +19,7 @@ from ..model import FARNet
 from ..spine import spine_metrics
 from .config import TrainConfig
 from .precision import autocast, is_channels_last, resolve_precision, to_layout
+from .runs import write_atomic
 from .sources import build_source, describe_ground_truth
 
 __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_splits", "load_model",
@@ -56,7 +57,7 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
                    indices: list[int] | None = None, cache=None, progress: bool = True) -> pd.DataFrame:
     """One row per image x landmark: predictions and ground truth in original pixels, errors in px/mm."""
     device = next(model.parameters()).device
-    precision = resolve_precision(cfg.precision, device)
+    precision = resolve_precision(cfg.eval_precision, device)
     channels_last = is_channels_last(model)  # inputs follow the model's memory layout
     ds = LandmarkDataset(source, cfg.input_size, cache=cache, indices=indices, reference_0_255=cfg.reference_0_255)
     loader = DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0,
@@ -179,8 +180,8 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
     metrics = {**split_metrics(preds, cfg, source), "split": split, "label": label}
     if write and path.is_dir():
         old = pd.read_csv(path / "predictions.csv", dtype={"id": str})
-        pd.concat([old[old["split"] != label], preds]).to_csv(path / "predictions.csv", index=False)
+        write_atomic(path / "predictions.csv", pd.concat([old[old["split"] != label], preds]).to_csv(index=False))
         allm = json.loads((path / "metrics.json").read_text())
         allm.setdefault("splits", {})[label] = metrics
-        (path / "metrics.json").write_text(json.dumps(allm, indent=2))
+        write_atomic(path / "metrics.json", json.dumps(allm, indent=2))
     return preds, metrics

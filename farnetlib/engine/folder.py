@@ -50,7 +50,7 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
     for file in tqdm(list_images(images), desc="predict", disable=not progress):
         image = read_gray(file)
         pts, peak = predict(model, image, cfg.input_size, decoder or cfg.decoder, cfg.reference_0_255,
-                            cfg.precision, return_peak=True)
+                            cfg.eval_precision, return_peak=True)
         for k, (px, py) in enumerate(pts):
             rows.append({"image": file.name, "landmark": k + 1, "landmark_name": names[k], "x": px, "y": py,
                          "peak": float(peak[k])})

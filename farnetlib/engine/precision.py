@@ -1,18 +1,22 @@
 """Numeric precision and memory layout: one place that says what runs in which dtype.
 
 ``precision`` is ``"fp32"``, ``"bf16"`` (autocast to bfloat16; no loss scaling needed) or
-``"fp16"`` (autocast to float16 with a ``GradScaler``). ``"auto"`` resolves to ``bf16`` on a CUDA
-device that supports it (``fp16`` on older GPUs) and to ``fp32`` on CPU; the CPU protocol configs
-name their precision explicitly (see ``results/benchmarks/cpu_speedup_*.json`` for why).
+``"fp16"`` (autocast to float16 with a ``GradScaler``). For training, ``"auto"`` resolves to ``bf16``
+on a CUDA device that supports it (``fp16`` on older GPUs); on a CPU the engine measures (see
+:mod:`farnetlib.engine.autotune`): bf16 pays only where the CPU has native bf16 instructions
+(``avx512_bf16``/``amx_bf16``) and is many times slower elsewhere (``results/benchmarks/``);
+:func:`resolve_precision` alone, without a measurement, gives ``fp32`` on a CPU.
 Losses and decoding always run in float32 on the model's float32-cast outputs.
 """
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
 
-__all__ = ["PRECISIONS", "resolve_precision", "autocast", "make_scaler", "to_layout", "is_channels_last"]
+__all__ = ["PRECISIONS", "resolve_precision", "autocast", "make_scaler", "to_layout", "is_channels_last",
+           "cpu_flags", "cpu_has_native_bf16"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -52,3 +56,19 @@ def is_channels_last(model: torch.nn.Module) -> bool:
         if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
             return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
     return False
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector-instruction flags that decide the fastest options (avx*, amx*, fma, f16c),
+    from ``/proc/cpuinfo`` (empty where it cannot be read). Recorded with every speed figure."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))

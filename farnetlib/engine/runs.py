@@ -7,8 +7,10 @@ git-ignored ``checkpoints/`` inside it.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -16,13 +18,32 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-__all__ = ["environment", "make_run_dir", "load_run", "list_runs", "RUN_FILES"]
+from .precision import cpu_flags
+
+__all__ = ["environment", "make_run_dir", "load_run", "list_runs", "RUN_FILES", "write_atomic"]
 
 RUN_FILES = ("config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json")
 _PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-image", "pillow", "farnetlib")
 
 
-def _git_commit() -> str | None:
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to a uniquely named temporary file beside ``path``, then rename it over ``path``
+    (``os.replace``, atomic on one filesystem): a kill or a full disk leaves the old file or the new
+    one, never a truncated one, and concurrent writers never share a temporary name."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def git_commit() -> str | None:
     try:
         here = Path(__file__).resolve().parent
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
@@ -43,10 +64,10 @@ def environment(device: torch.device, seed: int) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"seed": seed, "git_commit": _git_commit(), "python": platform.python_version(),
+    return {"seed": seed, "git_commit": git_commit(), "python": platform.python_version(),
             "platform": platform.platform(), "packages": versions, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-            "torch_threads": torch.get_num_threads(), **accelerator_versions(),
+            "torch_threads": torch.get_num_threads(), "cpu_flags": cpu_flags(), **accelerator_versions(),
             "all_packages": all_packages(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

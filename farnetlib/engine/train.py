@@ -13,9 +13,9 @@ tested on CPU with two gloo processes (tests/test_distributed.py).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -33,9 +33,12 @@ from .config import ConfigError, TrainConfig
 from .data import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
 from .evaluate import build_model, evaluate_splits, predict_source, split_metrics
-from .precision import make_scaler, resolve_precision, to_layout
-from .runs import environment, make_run_dir
+from .precision import make_scaler, to_layout
+from .autotune import choose_execution, save_execution
+from .runs import environment, make_run_dir, write_atomic
+from .schedule import build_schedule
 from .steps import LOSS_KEYS, StepContext, train_step
+from .stopping import StopControl, Stretches
 
 __all__ = ["train", "seed_everything", "save_checkpoint"]
 
@@ -51,39 +54,65 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Tr
     """Train per ``cfg``; return the run folder.
 
     ``resume``: continue from ``checkpoints/last.pt`` when the folder has one; a finished run (its
-    ``metrics.json`` written) is not trained or evaluated again. ``stop_after_epochs`` ends this
-    call after that many epochs without the final test evaluation (as if killed; used to test
-    resume and to split long runs across sessions).
+    ``metrics.json`` written) is not trained or evaluated again. The call stops early, resumably,
+    before an epoch that would not fit in ``cfg.time_limit`` minutes, or after the epoch under way
+    on the first SIGTERM/SIGINT (see :mod:`farnetlib.engine.stopping`); it then returns without the
+    final evaluation (no ``metrics.json``) and says how it stopped. ``stop_after_epochs`` ends the
+    call after that many epochs in the same way (used by tests).
     """
     proc = setup_process(cfg)
+    stop = StopControl(cfg.time_limit)
+    stretches = None
+    epoch = 0
     try:
         seed_everything(cfg.seed)
         run_dir = _open_run_dir(cfg, run_dir, proc, resume)
         data = build_train_data(cfg, proc, progress)
-        parts = _Parts(cfg, data.source.num_landmarks, proc)
+        parts = _Parts(cfg, data, proc, run_dir)
         start, best, history = _resume(parts, run_dir, proc, progress) if resume else (0, math.inf, [])
         if _already_finished(run_dir, cfg, start, proc, progress):
             return run_dir
+        stretches = Stretches(run_dir, start, parts.execution_record(), write=proc.main)
         for epoch in range(start, cfg.epochs):
-            if stop_after_epochs is not None and epoch - start >= stop_after_epochs:
+            reason = "stop_after_epochs" if stop_after_epochs is not None and epoch - start >= stop_after_epochs \
+                else broadcast_object(proc, stop.reason_to_stop(history, cfg.stage(epoch)[0]) if proc.main else None)
+            if reason is not None:
+                stretches.end(reason)
+                if proc.main and progress and reason != "stop_after_epochs":
+                    print(f"stopped after epoch {epoch} of {cfg.epochs} ({reason}); run the same command to "
+                          f"resume at epoch {epoch + 1}", flush=True)
                 return run_dir
             row = _train_epoch(parts, data, cfg, epoch, proc, progress)
             best = _validate_and_checkpoint(parts, data, cfg, row, best, history, run_dir, proc, progress)
+            stretches.epoch_done(epoch)
 
         if proc.main:
             _final_evaluation(cfg, run_dir, data, proc.device, progress)
+        stretches.end("finished")
         proc.barrier()  # every process returns once the run folder is complete
         return run_dir
+    except KeyboardInterrupt as err:
+        if stretches is not None:
+            stretches.end(f"abandoned epoch {epoch + 1} ({err or 'interrupt'})")
+        if proc.main and progress:
+            print(f"abandoned epoch {epoch + 1} of {cfg.epochs}; last.pt holds epoch {epoch}: run the same "
+                  "command to resume", flush=True)
+        raise
     finally:
+        stop.restore()
         teardown_process(proc)
 
 
 class _Parts:
     """The model and everything that updates it."""
 
-    def __init__(self, cfg: TrainConfig, num_landmarks: int, proc: Process) -> None:
-        precision = resolve_precision(cfg.precision, proc.device)
-        self.model = to_layout(build_model(cfg, num_landmarks, weights=cfg.weights).to(proc.device), cfg.channels_last)
+    def __init__(self, cfg: TrainConfig, data: TrainData, proc: Process, run_dir: Path) -> None:
+        model = build_model(cfg, data.source.num_landmarks, weights=cfg.weights).to(proc.device)
+        self.execution = choose_execution(cfg, model, proc.device, run_dir)
+        if proc.main:
+            save_execution(self.execution, run_dir)
+        self.cfg, self.proc = cfg, proc
+        self.model = to_layout(model, self.execution.channels_last)
         self.net = self.model
         if proc.world > 1:
             if cfg.sync_bn:
@@ -96,15 +125,25 @@ class _Parts:
         if cfg.compile:
             self.net = torch.compile(self.net)
         self.optimizer = _optimizer(cfg, self.model.parameters())
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones,
-                                                              gamma=cfg.lr_gamma)
-        self.scaler = make_scaler(proc.device, precision)
+        self.schedule = build_schedule(cfg, self.optimizer, len(data.loader(cfg.stage(0)[0])))
+        self.scheduler = self.schedule.scheduler
+        self.scaler = make_scaler(proc.device, self.execution.precision)
         loss_kwargs = {"base": cfg.ewc_base} if cfg.loss == "ewc" else {}
-        self.step = StepContext(
-            device=proc.device, precision=precision, channels_last=cfg.channels_last, input_size=cfg.input_size,
-            encoder_fine=GaussianHeatmapEncoder(cfg.sigma),
-            encoder_coarse=GaussianHeatmapEncoder(cfg.sigma_coarse or cfg.sigma),
-            criterion=CoarseToFineLoss(build_loss(cfg.loss, **loss_kwargs), cfg.coarse_weight, cfg.fine_weight))
+        self.criterion = CoarseToFineLoss(build_loss(cfg.loss, **loss_kwargs), cfg.coarse_weight, cfg.fine_weight)
+
+    def step_context(self, epoch: int) -> StepContext:
+        """What a training step of ``epoch`` needs: its input size and Gaussian targets (progressive
+        epochs train smaller, with sigma scaled alike)."""
+        size, sigma, sigma_coarse = self.cfg.stage(epoch)
+        return StepContext(device=self.proc.device, precision=self.execution.precision,
+                           channels_last=self.execution.channels_last, input_size=size,
+                           encoder_fine=GaussianHeatmapEncoder(sigma),
+                           encoder_coarse=GaussianHeatmapEncoder(sigma_coarse), criterion=self.criterion)
+
+    def execution_record(self) -> dict:
+        """The execution options of this stretch, for ``stretches.csv``."""
+        return {"precision": self.execution.precision, "channels_last": self.execution.channels_last,
+                "execution": self.execution.how, "cpu_flags": " ".join(self.execution.cpu_flags)}
 
 
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -120,7 +159,7 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 # fields that may change between a run's sessions without changing what is trained
 _RESUMABLE_CHANGES = {"epochs", "num_workers", "threads", "device", "eval_batch_size", "cudnn_benchmark",
                       "finite_check_every", "precision", "channels_last", "compile",
-                      "eval_channels_last"}
+                      "eval_channels_last", "time_limit"}
 
 
 def _open_run_dir(cfg: TrainConfig, run_dir: str | Path | None, proc: Process, resume: bool) -> Path:
@@ -132,13 +171,15 @@ def _open_run_dir(cfg: TrainConfig, run_dir: str | Path | None, proc: Process, r
     run_dir = Path(run_dir)
     if resume:
         _check_resume_config(run_dir, cfg)
+    finished = (run_dir / "metrics.json").is_file()
     if proc.main:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if not resume and (run_dir / "metrics.json").is_file():
+        if not resume and finished:
             raise ConfigError(f"run folder {run_dir} holds a finished run (metrics.json); training it again from "
                               "scratch would overwrite its results: remove the folder or use a new run_name")
-        cfg.save(run_dir / "config.json")
-        _write_environment(run_dir / "environment.json", proc, cfg.seed, keep_previous=resume)
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if not finished:  # a finished run's records are read-only
+            cfg.save(run_dir / "config.json")
+            _write_environment(run_dir / "environment.json", proc, cfg.seed, keep_previous=resume)
     proc.barrier()
     return run_dir
 
@@ -150,7 +191,7 @@ def _write_environment(path: Path, proc: Process, seed: int, keep_previous: bool
     if keep_previous and path.is_file():
         old = json.loads(path.read_text())
         env["previous_sessions"] = old.pop("previous_sessions", []) + [old]
-    path.write_text(json.dumps(env, indent=2))
+    write_atomic(path, json.dumps(env, indent=2))
 
 
 def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
@@ -159,6 +200,8 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
         old = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
         new = cfg.to_dict()
         changed = {k for k in new if json.dumps(old.get(k)) != json.dumps(new[k])} - _RESUMABLE_CHANGES
+        if cfg.schedule == "cosine" and old["epochs"] != new["epochs"]:
+            changed.add("epochs (the cosine schedule's horizon)")
         if changed:
             raise ConfigError(f"run folder {run_dir} was started with another config (fields {sorted(changed)}); "
                               "use a new run_name or the same config to resume")
@@ -221,13 +264,18 @@ def _train_epoch(parts: _Parts, data: TrainData, cfg: TrainConfig, epoch: int, p
                  progress: bool) -> dict:
     """Train one epoch; the row of ``history.csv`` so far (losses averaged over all processes)."""
     t0 = time.perf_counter()
+    ctx = parts.step_context(epoch)
+    loader = data.loader(ctx.input_size)
     data.set_epoch(epoch)
     parts.net.train()
     sums = torch.zeros(len(LOSS_KEYS), device=proc.device, dtype=torch.float64)
-    bar = tqdm(data.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and proc.main))
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and proc.main))
+    lr = parts.optimizer.param_groups[0]["lr"]
     step = 0
     for step, batch in enumerate(bar, start=1):
-        sums += train_step(parts.net, parts.optimizer, parts.scaler, batch, parts.step).double()
+        sums += train_step(parts.net, parts.optimizer, parts.scaler, batch, ctx).double()
+        if parts.schedule.per_step:
+            parts.scheduler.step()
         if step % cfg.finite_check_every == 0:
             _check_finite(sums, epoch, step, cfg.finite_check_every)
             bar.set_postfix(loss=f"{sums[0].item() / step:.4g}")
@@ -235,11 +283,11 @@ def _train_epoch(parts: _Parts, data: TrainData, cfg: TrainConfig, epoch: int, p
     if proc.world > 1:
         dist.all_reduce(sums)
         sums /= proc.world
-    lr = parts.optimizer.param_groups[0]["lr"]
-    parts.scheduler.step()
+    if not parts.schedule.per_step:
+        parts.scheduler.step()
     means = (sums / max(1, step)).tolist()
     return {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in zip(LOSS_KEYS, means)},
-            "train_seconds": time.perf_counter() - t0}
+            "train_seconds": time.perf_counter() - t0, "train_size": f"{ctx.input_size[0]}x{ctx.input_size[1]}"}
 
 
 def _check_finite(sums: torch.Tensor, epoch: int, step: int, every: int) -> None:
@@ -250,14 +298,12 @@ def _check_finite(sums: torch.Tensor, epoch: int, step: int, every: int) -> None
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """``torch.save`` into ``<path>.tmp``, then rename it over ``path`` (``os.replace``, atomic on one
-    filesystem): a run stopped while writing keeps its previous checkpoint whole and resumable."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``torch.save`` into a uniquely named temporary file beside ``path``, then rename it over
+    ``path`` (``os.replace``, atomic on one filesystem): a run stopped while writing keeps its
+    previous checkpoint whole and resumable."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, row: dict, best: float,
@@ -285,7 +331,7 @@ def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, r
                          "rng": rng_state(), "epoch": epoch, "best": best, "history": history,
                          "config": cfg.to_dict(), "num_landmarks": data.source.num_landmarks},
                         run_dir / "checkpoints" / "last.pt")
-        pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+        write_atomic(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
         if progress:
             val_txt = f", val MRE {row['val_mre']:.3f} {row['val_unit']}" if "val_mre" in row else ""
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4g}{val_txt} "
@@ -308,5 +354,7 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: 
                "val_count": len(data.val_idx), "train_count": len(data.source) - len(data.val_idx),
                "parameters": parameter_counts(model), "final_evaluation_seconds": time.perf_counter() - t0,
                **metrics}
-    pd.concat(frames).to_csv(run_dir / "predictions.csv", index=False)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics["execution"] = {"eval_precision": cfg.eval_precision, "eval_channels_last": cfg.eval_channels_last,
+                            "backend": "torch"}
+    write_atomic(run_dir / "predictions.csv", pd.concat(frames).to_csv(index=False))
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
