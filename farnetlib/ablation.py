@@ -21,8 +21,10 @@ from scipy import stats
 
 from .model import farnet, parameter_counts
 from .reporting import group_spread, summary_table
+from .uncertainty import errors_matrix, paired_comparison
 
-__all__ = ["GROUP", "CONFIDENCE", "noise_threshold", "cost_table", "arm_table", "seed_spread", "noise_test", "paper_table"]
+__all__ = ["GROUP", "CONFIDENCE", "noise_threshold", "cost_table", "arm_table", "seed_spread", "noise_test", "paper_table",
+           "paired_tests"]
 
 GROUP = ("backbone", "loss")  # what an arm of a study is (seeds are repeats of an arm)
 CONFIDENCE = 0.95  # two-sided level of the "larger than the noise" call
@@ -34,6 +36,37 @@ def noise_threshold(reference_seeds: int, confidence: float = CONFIDENCE) -> flo
     if reference_seeds < 2:
         raise ValueError(f"a seed SD needs >= 2 seeds, got {reference_seeds}")
     return float(stats.t.ppf(0.5 + confidence / 2, df=reference_seeds - 1))
+
+
+def paired_tests(runs: list[dict], reference: str, split: str) -> pd.DataFrame:
+    """Each run against the run named ``reference`` on the same images of ``split``: the MRE
+    difference with its paired bootstrap 95 % interval over images and the Wilcoxon signed-rank
+    p-value of the per-image MRE differences (:func:`farnetlib.uncertainty.paired_comparison`).
+
+    This test asks whether two *trained models* differ on these images; the seed-noise test
+    (:func:`noise_test`) asks whether the *recipes* differ beyond what another seed would change.
+    A difference can pass the first and not the second."""
+    by_name = {r["name"]: r for r in runs}
+    if reference not in by_name:
+        raise ValueError(f"no run named {reference!r} among {sorted(by_name)}")
+
+    def errors(run: dict) -> tuple[list[str], np.ndarray]:
+        unit = run["metrics"]["splits"][split]["unit"]
+        return errors_matrix(run["predictions"], split, "error_mm" if unit == "mm" else "error_px")
+
+    ref_ids, ref = errors(by_name[reference])
+    rows = []
+    for run in runs:
+        if run["name"] == reference:
+            continue
+        ids, e = errors(run)
+        if ids != ref_ids:
+            raise ValueError(f"{run['name']} and {reference} are not evaluated on the same {split} images")
+        c = paired_comparison(ref, e)
+        rows.append({"run": run["name"], "reference": reference, "split": split, "n_images": c.n_images,
+                     "mre": c.mre_b, "reference_mre": c.mre_a, "difference": c.difference,
+                     "difference_lower": c.lower, "difference_upper": c.upper, "wilcoxon_p": c.wilcoxon_p})
+    return pd.DataFrame(rows).set_index("run")
 
 
 def _parameters(run: dict) -> dict[str, int]:

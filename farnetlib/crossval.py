@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import HAND_RADII_MM, per_landmark_table, radial_errors, spacing_from_reference, summarize
+from .uncertainty import interval_columns
 
 __all__ = ["fold_points", "fold_errors", "pooled_table", "pooled_per_landmark", "pooled_predictions", "FOLD_PAIRS"]
 
@@ -69,7 +70,8 @@ def fold_errors(points: dict[int, dict], pair: tuple[int, int], distance_mm: flo
 
 def pooled_table(runs: Sequence[dict], split: str = "test", pairs: Iterable[tuple[int, int]] = FOLD_PAIRS,
                  radii: Sequence[float] = HAND_RADII_MM) -> pd.DataFrame:
-    """MRE, SD and SDRs (mm) per fold and pooled over all folds' test images, for each reference pair."""
+    """MRE, SD and SDRs (mm) per fold and pooled over all folds' test images, for each reference pair,
+    with bootstrap 95 % intervals over images (the pooled row resamples the pooled test images)."""
     points = fold_points(runs, split)
     rows = []
     for pair in pairs:
@@ -77,7 +79,8 @@ def pooled_table(runs: Sequence[dict], split: str = "test", pairs: Iterable[tupl
         parts = [(f"fold {f}", errors[f], points[f]["run"]) for f in errors]
         parts.append(("pooled", np.concatenate(list(errors.values())), "+".join(p["run"] for p in points.values())))
         for name, e, run_name in parts:
-            rows.append({"pair_50mm": f"{pair[0]}-{pair[1]}", "folds": name, "run": run_name, **summarize(e, radii)})
+            rows.append({"pair_50mm": f"{pair[0]}-{pair[1]}", "folds": name, "run": run_name, **summarize(e, radii),
+                         **interval_columns(e, radii)})
     return pd.DataFrame(rows).set_index(["pair_50mm", "folds"])
 
 

@@ -60,39 +60,49 @@ class FARNet(nn.Module):
         allow_download: with ``weights="imagenet"``, whether a missing cache file may be fetched.
         fine_width: channels of the fine head's 3x3 conv; ``None`` is the reference code's width,
             ``64 + 32 + num_landmarks`` (its input width).
+        decoder_width: a multiplier of every aggregation/refinement width (512, 1024, 2048, ... ;
+            at least 8 channels each). 1 is the paper's decoder (51.5 M of FARNet-resnet18's 62.7 M
+            parameters); tests of engine behaviour use a small one (0.125: 1.2 M) to run in seconds.
     """
 
     def __init__(self, num_landmarks: int, backbone: str = "densenet121",
                  weights: str | os.PathLike | None = None, allow_download: bool = True,
-                 fine_width: int | None = None) -> None:
+                 fine_width: int | None = None, decoder_width: float = 1.0) -> None:
         super().__init__()
         if num_landmarks < 1:
             raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}")
+        if not decoder_width > 0:
+            raise ValueError(f"decoder_width must be > 0, got {decoder_width}")
+        self.decoder_width = float(decoder_width)
+
+        def c(n: int) -> int:  # a decoder width, scaled
+            return n if decoder_width == 1 else max(8, int(round(n * decoder_width)))
+
         self.num_landmarks = num_landmarks
         self.backbone_name = backbone
         bb = build_backbone(backbone, weights=weights, allow_download=allow_download)
         self.backbone = bb.body
         c1, c2, c3, c4, c5 = bb.channels
         k = num_landmarks
-        self.f0 = _block(3, 32, 1)
+        self.f0 = _block(3, c(32), 1)
         # MSFA, top-down
-        self.t5 = nn.Sequential(_block(c5, 512, 3), _block(512, 256, 1))
-        self.t4 = _block(256 + c4, 256)
-        self.t3 = _block(256 + c3, 256)
-        self.m2 = _block(256 + c2, 256)
+        self.t5 = nn.Sequential(_block(c5, c(512), 3), _block(c(512), c(256), 1))
+        self.t4 = _block(c(256) + c4, c(256))
+        self.t3 = _block(c(256) + c3, c(256))
+        self.m2 = _block(c(256) + c2, c(256))
         # MSFA, bottom-up
-        self.down3, self.b3 = _block(256, 512, 3, 2), _block(512 + 256, 512)
-        self.down4, self.b4 = _block(512, 1024, 3, 2), _block(1024 + 256, 1024)
-        self.down5, self.b5 = _block(1024, 2048, 3, 2), _block(2048 + 256, 1024, 3)
+        self.down3, self.b3 = _block(c(256), c(512), 3, 2), _block(c(512) + c(256), c(512))
+        self.down4, self.b4 = _block(c(512), c(1024), 3, 2), _block(c(1024) + c(256), c(1024))
+        self.down5, self.b5 = _block(c(1024), c(2048), 3, 2), _block(c(2048) + c(256), c(1024), 3)
         # MSFA, second top-down
-        self.u5 = _block(1024, 256)
-        self.u4 = _block(256 + 1024, 256)
-        self.u3 = _block(256 + 512, 256)
-        self.u2 = _block(256 + 256, 128)
-        self.d1 = _block(128 + c1, 64)
+        self.u5 = _block(c(1024), c(256))
+        self.u4 = _block(c(256) + c(1024), c(256))
+        self.u3 = _block(c(256) + c(512), c(256))
+        self.u2 = _block(c(256) + c(256), c(128))
+        self.d1 = _block(c(128) + c1, c(64))
         # heads
-        self.coarse_head = nn.Sequential(_block(64, 64, 3), nn.Conv2d(64, k, 1))
-        fine_in = 64 + k + 32
+        self.coarse_head = nn.Sequential(_block(c(64), c(64), 3), nn.Conv2d(c(64), k, 1))
+        fine_in = c(64) + k + c(32)
         self.fine_width = fine_in if fine_width is None else int(fine_width)
         if self.fine_width < 1:
             raise ValueError(f"fine_width must be >= 1 or None, got {fine_width}")

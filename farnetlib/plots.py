@@ -12,7 +12,7 @@ import seaborn as sns
 __all__ = ["plot_history", "show_landmarks", "show_predictions", "error_boxplot", "sdr_curve",
            "cumulative_error", "backbone_comparison", "landmark_cloud", "confidence_vs_error",
            "model_vs_observers", "cobb_scatter", "bland_altman", "show_spines", "save", "arm_comparison",
-           "mre_vs_cost"]
+           "mre_vs_cost", "learning_curve"]
 
 GT_COLOR, PRED_COLOR = "#2ca02c", "#d62728"
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.2)
@@ -41,6 +41,30 @@ def plot_history(history: pd.DataFrame, unit: str = "mm"):
         ax[1].legend()
     # log scale: the first epochs are tens of mm off, the ones that matter differ by tenths
     ax[1].set(xlabel="epoch", ylabel=f"validation MRE ({unit})", yscale="log", title="validation")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curve(history: pd.DataFrame, unit: str = "mm", references: dict[str, float] | None = None,
+                   title: str = ""):
+    """Validation MRE against epoch and against wall hours (cumulative epoch time), log y, the
+    selected epoch circled; ``references`` (label -> value, e.g. the 60-minute protocol's final
+    validation MRE and the paper's test MRE) are drawn as horizontal lines on both panels."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    hours = history["epoch_seconds"].cumsum() / 3600
+    best = history["val_mre"].idxmin()
+    for ax, x, label in ((axes[0], history["epoch"], "epoch"), (axes[1], hours, "wall time (hours, training + validation)")):
+        ax.plot(x, history["val_mre"], marker=".", color="C3", label="validation MRE")
+        ax.scatter([x[best]], [history["val_mre"][best]], s=110, facecolor="none", edgecolor="k",
+                   label=f"selected: epoch {int(history['epoch'][best])}, {history['val_mre'][best]:.2f} {unit}")
+        for i, (name, value) in enumerate((references or {}).items()):
+            ax.axhline(value, color=f"C{i}", ls="--", lw=1, label=f"{name}: {value:.2f} {unit}")
+        ax.set(xlabel=label, yscale="log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(f"validation MRE ({unit}, log scale)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, bbox_to_anchor=(0.5, -0.08))
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

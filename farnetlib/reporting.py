@@ -10,6 +10,7 @@ import pandas as pd
 
 from .engine.runs import load_run
 from .metrics import per_landmark_table, radial_errors
+from .uncertainty import errors_matrix, format_interval, interval_columns
 
 __all__ = ["summary_table", "per_landmark", "group_spread", "backbone_table", "write_table", "load_runs", "paper_layout",
            "inter_observer", "model_vs_observers"]
@@ -21,8 +22,9 @@ def load_runs(paths: Iterable[str | Path]) -> list[dict]:
     return [load_run(p) for p in paths]
 
 
-def summary_table(runs: list[dict]) -> pd.DataFrame:
-    """One row per run x split: MRE, SD, SDRs, and the qualifiers of the numbers."""
+def summary_table(runs: list[dict], intervals: bool = True) -> pd.DataFrame:
+    """One row per run x split: MRE, SD, SDRs, their bootstrap 95 % intervals over images
+    (``<metric>_lower``/``_upper``, :mod:`farnetlib.uncertainty`), and the qualifiers of the numbers."""
     rows = []
     for run in runs:
         cfg = run["config"]
@@ -33,6 +35,9 @@ def summary_table(runs: list[dict]) -> pd.DataFrame:
                    **{q: (str(m[q]) if isinstance(m.get(q), list) else m.get(q)) for q in QUALIFIERS},
                    "n_images": m["n_images"], "mre": m["mre"], "sd": m["sd"]}
             row.update({k: v for k, v in m.items() if k.startswith("sdr_")})
+            if intervals:
+                _, errors = errors_matrix(run["predictions"], split, "error_mm" if m["unit"] == "mm" else "error_px")
+                row.update(interval_columns(errors, m.get("radii", [])))
             if cfg["dataset"] == "hand_xray":
                 row["scale_pair"] = str(cfg["hand_scale_pair"])
             rows.append(row)
@@ -40,12 +45,19 @@ def summary_table(runs: list[dict]) -> pd.DataFrame:
 
 
 def paper_layout(summary: pd.DataFrame) -> pd.DataFrame:
-    """The layout of the paper's tables: ``MRE ± SD`` and SDR columns, one row per run and split."""
-    sdr_cols = [c for c in summary.columns if c.startswith("sdr_") and summary[c].notna().any()]
+    """The layout of the paper's tables: ``MRE ± SD`` and SDR columns, one row per run and split;
+    where the summary has bootstrap intervals, ``MRE [95 % CI]`` and each SDR as ``88.03 [85.1, 90.6]``."""
+    sdr_cols = [c for c in summary.columns if c.startswith("sdr_") and not c.endswith(("_lower", "_upper"))
+                and summary[c].notna().any()]
+    ci = "mre_lower" in summary
     out = pd.DataFrame({"run": summary["run"], "split": summary["split"], "backbone": summary["backbone"],
                         "MRE ± SD": [f"{m:.2f} ± {s:.2f}" for m, s in zip(summary["mre"], summary["sd"])]})
+    if ci:
+        out["MRE [95 % CI]"] = [format_interval(*v) for v in zip(summary["mre"], summary["mre_lower"], summary["mre_upper"])]
     for c in sdr_cols:
-        out[f"SDR {c[4:]} (%)"] = summary[c].map(lambda v: f"{v:.2f}")
+        out[f"SDR {c[4:]} (%)"] = ([format_interval(*v, digits=1) for v in zip(summary[c], summary[f"{c}_lower"],
+                                                                                summary[f"{c}_upper"])]
+                                   if ci else summary[c].map(lambda v: f"{v:.2f}"))
     out["unit"] = summary["unit"]
     out["ground truth"] = summary["ground_truth"]
     out["input"] = summary["input_size_hw"]
@@ -70,7 +82,8 @@ def per_landmark(run: dict, split: str, radii: Iterable[float] | None = None) ->
 def group_spread(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """Per group of ``by``: mean and SD over seeds (``<metric>_sd``, ddof 1, NaN for one seed) of MRE
     and every SDR column, and the number of distinct seeds; ``by`` stays in the index."""
-    metrics = ["mre"] + [c for c in rows.columns if c.startswith("sdr_") and rows[c].notna().any()]
+    metrics = ["mre"] + [c for c in rows.columns if c.startswith("sdr_") and not c.endswith(("_lower", "_upper"))
+                         and rows[c].notna().any()]
     grouped = rows.groupby(list(by), sort=False)
     out = grouped[metrics].mean()
     for m in metrics:

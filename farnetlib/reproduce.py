@@ -13,6 +13,11 @@ their results.
 
 ``study`` runs ``03_backbone_ablation``: it trains every arm not finished yet (resuming an
 interrupted one), then writes the ablation tables and figures beside the arms' run folders.
+
+    farnet study --config configs/pilots/isbi2015_recipe.json       # train the recipe pilots (validation only)
+    python -m farnetlib.reproduce pilots --study configs/pilots/isbi2015_recipe.json
+
+``pilots`` writes the pilot table and learning curves of a recipe-pilot study (no training).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import papermill as pm
 
 from .nbutil import chdir_repo_root
 
-__all__ = ["run_notebook", "quickstart", "reproduce_dataset", "reproduce_study"]
+__all__ = ["run_notebook", "quickstart", "reproduce_dataset", "reproduce_study", "pilot_report"]
 
 
 def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters) -> Path:
@@ -75,6 +80,26 @@ def reproduce_study(study: str, out_dir: str | None = None, train: bool = True) 
     return run_notebook("03_backbone_ablation", out_dir, study=study, train=train, out_dir=out_dir)
 
 
+def pilot_report(study_file: str) -> list[Path]:
+    """The pilot table (CSV/MD/TeX) and learning-curve figure of a recipe-pilot study, from its run
+    folders, written beside them (``<results_dir>/pilot_table.*``, ``learning_curves.png``)."""
+    from .engine.study import load_study
+    from .pilots import learning_curves, pilot_table
+    from .plots import save
+    from .reporting import write_table
+
+    chdir_repo_root()
+    study, raw = load_study(study_file), json.loads(Path(study_file).read_text())
+    table = pilot_table(study, raw)
+    out = Path(study.base.results_dir)
+    caption = (f"{study.name}: validation MRE at equal time = best validation MRE among the epochs ended within "
+               f"{table.attrs['equal_time_minutes']:.1f} min of training + validation (the shortest arm); "
+               f"no test split was evaluated. {raw.get('description', '')}")
+    paths = write_table(table.round(3), out, "pilot_table", caption)
+    paths.append(save(learning_curves(study, title=f"{study.name} (validation only)"), out / "learning_curves.png"))
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -89,11 +114,15 @@ def main() -> None:
     s.add_argument("--study", default="configs/isbi2015_ablation.json")
     s.add_argument("--out-dir")
     s.add_argument("--tables-only", action="store_true", help="train nothing; tables from finished arms")
+    p = sub.add_parser("pilots", help="the table and learning curves of a recipe-pilot study (no training)")
+    p.add_argument("--study", default="configs/pilots/isbi2015_recipe.json")
     args = ap.parse_args()
     if args.cmd == "quickstart":
         quickstart(args.out_dir)
     elif args.cmd == "study":
         reproduce_study(args.study, args.out_dir, train=not args.tables_only)
+    elif args.cmd == "pilots":
+        print("\n".join(str(p) for p in pilot_report(args.study)))
     else:
         reproduce_dataset(args.dataset, args.root, args.protocol, args.out_dir)
 

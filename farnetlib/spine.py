@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["ANGLE_NAMES", "CORNERS", "cobb_angles", "smape", "normalised_mse", "angle_errors",
+__all__ = ["ANGLE_NAMES", "CORNERS", "cobb_angles", "cobb_angles_or_nan", "smape", "normalised_mse", "angle_errors",
            "vertebra_midlines", "is_s_shaped", "per_vertebra_corner", "angles_from_predictions", "spine_metrics"]
 
 ANGLE_NAMES = ("PT", "MT", "TL")
@@ -166,12 +166,22 @@ def _arrays(predictions: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarra
     return ids, pred, gt, hw
 
 
+def cobb_angles_or_nan(landmarks: np.ndarray, image_height: float) -> np.ndarray:
+    """:func:`cobb_angles`, or three NaN for a degenerate spine (a vertebra whose left and right
+    sides coincide, as an untrained model's argmax predictions can give): a metric never stops a run."""
+    try:
+        return cobb_angles(landmarks, image_height)
+    except ValueError:
+        return np.full(len(ANGLE_NAMES), np.nan)
+
+
 def angles_from_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per image: Cobb angles (PT, MT, TL) from the predicted and from the ground-truth landmarks."""
+    """Per image: Cobb angles (PT, MT, TL) from the predicted and from the ground-truth landmarks
+    (NaN where the predicted spine is degenerate, see :func:`cobb_angles_or_nan`)."""
     ids, pred, gt, hw = _arrays(predictions)
     rows = []
     for i, image_id in enumerate(ids):
-        p, g = cobb_angles(pred[i], hw[i, 0]), cobb_angles(gt[i], hw[i, 0])
+        p, g = cobb_angles_or_nan(pred[i], hw[i, 0]), cobb_angles(gt[i], hw[i, 0])
         rows.append({"id": image_id, **{f"pred_{n}": v for n, v in zip(ANGLE_NAMES, p)},
                      **{f"gt_{n}": v for n, v in zip(ANGLE_NAMES, g)}})
     return pd.DataFrame(rows).set_index("id")
@@ -191,9 +201,14 @@ def spine_metrics(predictions: pd.DataFrame, reference_angles: pd.DataFrame | No
         gt_a, source = reference_angles.loc[ids, list(ANGLE_NAMES)].to_numpy(), "angles.csv"
     else:
         gt_a, source = angles[[f"gt_{n}" for n in ANGLE_NAMES]].to_numpy(), "computed from the ground-truth landmarks"
-    table = angle_errors(pred_a, gt_a)
-    out = {"normalised_mse": normalised_mse(pred, gt, hw), "smape_%": smape(pred_a, gt_a),
-           "angle_ground_truth": source}
+    ok = np.isfinite(pred_a).all(axis=1)
+    out = {"normalised_mse": normalised_mse(pred, gt, hw), "angle_ground_truth": source,
+           "angle_images": int(ok.sum()), "degenerate_angle_images": int((~ok).sum())}
+    if not ok.any():
+        return {**out, "smape_%": float("nan"), **{f"mae_{n}_deg": float("nan") for n in ANGLE_NAMES},
+                **{f"pearson_{n}": float("nan") for n in ANGLE_NAMES}}
+    table = angle_errors(pred_a[ok], gt_a[ok])  # angles over the non-degenerate images, counted above
+    out["smape_%"] = smape(pred_a[ok], gt_a[ok])
     for row in table.itertuples():
         out[f"mae_{row.angle}_deg"] = float(row.mae_deg)
         out[f"pearson_{row.angle}"] = float(row.pearson_r)

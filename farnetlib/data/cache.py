@@ -7,6 +7,8 @@ file is never served stale.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +42,7 @@ class ImageCache:
             self.misses += 1
             arr = resize_image(source.read_image(i), size)
             if disk_path is not None:
-                disk_path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = disk_path.with_suffix(f".{np.random.randint(1 << 30)}.tmp.npy")
-                np.save(tmp, arr)
-                tmp.replace(disk_path)
+                _save_atomic(disk_path, arr)
         if self.memory:
             self._mem[key] = arr
         return arr
@@ -57,3 +56,17 @@ class ImageCache:
         if key not in self._hashes:
             self._hashes[key] = sha256_file(path)
         return self.disk_dir / f"{self._hashes[key]}_{size[0]}x{size[1]}.npy"
+
+
+def _save_atomic(path: Path, arr: np.ndarray) -> None:
+    """``np.save`` through a uniquely named temporary file (``tempfile``, not the seeded global RNG:
+    torchrun ranks seed alike and once collided on one name) renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.npy", dir=path.parent)
+    os.close(fd)
+    try:
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -28,6 +28,7 @@ def read_hand_csv(path: Path, k: int = 37) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DatasetError(f"hand annotation file not found: {path}")
     out: dict[str, np.ndarray] = {}
+    first_line: dict[str, int] = {}
     with open(path, newline="") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
             if not row or (lineno == 1 and not row[0].strip().isdigit()):
@@ -40,7 +41,11 @@ def read_hand_csv(path: Path, k: int = 37) -> dict[str, np.ndarray]:
                 raise DatasetError(f"{path}:{lineno}: non-numeric landmark value for id {row[0]}") from None
             if not np.isfinite(pts).all():
                 raise DatasetError(f"{path}:{lineno}: NaN/inf landmark for id {row[0]}")
-            out[row[0].strip()] = pts
+            image_id = row[0].strip()
+            if image_id in out:
+                raise DatasetError(f"{path}:{lineno}: id {image_id} appears again (first on line "
+                                   f"{first_line[image_id]}); remove the duplicate row")
+            out[image_id], first_line[image_id] = pts, lineno
     return out
 
 

@@ -38,10 +38,14 @@ def read_gray(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr = np.asarray(im, dtype=np.float64)
-                lo, hi = np.percentile(arr, [0, 100])
-                return ((arr - lo) / max(hi - lo, 1) * 255).round().astype(np.uint8)
+                if not np.isfinite(arr).all():
+                    raise DatasetError(f"image {path} holds NaN or infinite pixel values")
+                if im.mode == "F" and arr.min() >= 0 and arr.max() <= 1:
+                    return (arr * 255).round().astype(np.uint8)  # a float image in [0, 1]
+                lo, hi = arr.min(), arr.max()  # 16-bit, 32-bit or float images: by their range
+                return ((arr - lo) / max(hi - lo, 1e-12 if im.mode == "F" else 1) * 255).round().astype(np.uint8)
             return np.asarray(im.convert("L"))
     except FileNotFoundError:
         raise DatasetError(f"image file not found: {path}") from None

@@ -18,9 +18,15 @@ import numpy as np
 from .base import LandmarkSource
 from .io import IMAGE_SUFFIXES, DatasetError, read_points_txt
 
-__all__ = ["ISBI2015", "ISBI_LANDMARKS", "ISBI_SPLITS"]
+__all__ = ["ISBI2015", "ISBI_LANDMARKS", "ISBI_SPLITS", "ISBI_DUPLICATES"]
 
 ISBI_SPLITS = {"train": "TrainingData", "test1": "Test1Data", "test2": "Test2Data"}
+ISBI_COUNTS = {"train": 150, "test1": 150, "test2": 100}  # images of the official release
+# Two Test1 images of the official release are pixel-identical copies of training images (found by
+# the content-hash check at the start of training: sha256 equal in our copy), annotated again by both
+# doctors (landmarks a few pixels apart). Every published Test1 result includes them; training keeps
+# the official split, says so and records it (metrics.json "known_duplicates").
+ISBI_DUPLICATES = (("train", "038", "test1", "283"), ("train", "144", "test1", "173"))
 ISBI_LANDMARKS = ("sella", "nasion", "orbitale", "porion", "subspinale", "supramentale", "pogonion",
                   "menton", "gnathion", "gonion", "lower incisal incision", "upper incisal incision",
                   "upper lip", "lower lip", "subnasale", "soft tissue pogonion", "posterior nasal spine",
@@ -53,11 +59,22 @@ class ISBI2015(LandmarkSource):
         doctors = ("senior", "junior") if annotation == "mean" else (annotation,)
         per_doctor = {d: [self.root / "AnnotationsByMD" / f"400_{d}" / f"{i}.txt" for i in self.ids] for d in doctors}
         self.annotation_paths = per_doctor[doctors[0]]
+        self.doctor_paths = per_doctor
         self.doctor_landmarks = {d: np.stack([read_points_txt(p, self.num_landmarks) for p in paths])
                                  for d, paths in per_doctor.items()}
         self.landmarks = np.mean(list(self.doctor_landmarks.values()), axis=0)
         self.spacings = np.full((len(self.ids), 2), self.pixel_spacing_mm)
         self.check_labels(outside)
+
+    known_duplicates = ISBI_DUPLICATES
+
+    @property
+    def expected_count(self) -> int:
+        return ISBI_COUNTS[self.split]
+
+    def label_sets(self) -> list[tuple[np.ndarray, list[Path]]]:
+        """Each doctor's labels with their files (the mean is checked through them)."""
+        return [(self.doctor_landmarks[d], self.doctor_paths[d]) for d in self.doctor_landmarks]
 
     def describe(self) -> dict:
         return {**super().describe(), "split": self.split, "ground_truth": self.annotation}

@@ -26,7 +26,7 @@ from .io import IMAGE_SUFFIXES, DatasetError, find_image, read_points_txt, sha25
 
 __all__ = ["verify", "build_manifest", "load_manifest", "VerifyReport", "MANIFEST_DIR", "DATASETS"]
 
-MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
+MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"  # package data (also data_manifests/ in the repo)
 DATASETS = ("isbi2015", "hand_xray", "aasce")
 _ISBI_SPLITS = {"train": ("TrainingData", range(1, 151)), "test1": ("Test1Data", range(151, 301)),
                 "test2": ("Test2Data", range(301, 401))}
@@ -44,6 +44,10 @@ def _annotation_landmarks(dataset: str, path: Path) -> np.ndarray | None:
         from .aasce import read_spine_mat
 
         return read_spine_mat(path)
+    if dataset == "hand_xray" and path.suffix == ".csv":
+        from .hand import read_hand_csv
+
+        read_hand_csv(path)  # parsed, so that a damaged file is "unreadable" with its line, not only "differs"
     return None
 
 
@@ -141,6 +145,7 @@ class VerifyReport:
     images: tuple[int, int] = (0, 0)  # (present, listed)
     absent: list[str] = field(default_factory=list)  # never in our copy (no checksum): expected, not an error
     outside: list[str] = field(default_factory=list)  # labels outside their image (a fact of the data)
+    outside_skipped: list[str] = field(default_factory=list)  # parts whose labels could not be checked, and why
 
     @property
     def ok(self) -> bool:
@@ -161,6 +166,8 @@ class VerifyReport:
         more = f" (+{len(self.outside) - limit} more)" if len(self.outside) > limit else ""
         lines.append(f"  landmarks outside their image: {len(self.outside)}"
                      + (f" — {', '.join(self.outside[:limit])}{more}" if self.outside else ""))
+        for skipped in self.outside_skipped:
+            lines.append(f"  outside-image check skipped for {skipped}")
         if self.not_comparable:
             lines.append(f"  {self.not_comparable} images are another copy (not our JPEG bytes): decoded and size-checked only")
         lines.append("  OK" if self.ok else "  NOT OK")
@@ -255,12 +262,13 @@ def verify(root: str | Path, dataset: str, manifest: dict | None = None) -> Veri
                 rel = str(p.relative_to(root))
                 if p.is_file() and rel not in expected_names:
                     report.extra.append(rel)
-    report.outside = labels_outside(root, dataset)
+    report.outside, report.outside_skipped = labels_outside(root, dataset)
     return report
 
 
-def labels_outside(root: Path, dataset: str) -> list[str]:
-    """Every present label that lies outside its image, as ``"<id>: landmark k at (x, y) in W x H"``."""
+def labels_outside(root: Path, dataset: str) -> tuple[list[str], list[str]]:
+    """Every present label that lies outside its image, as ``"<id>: landmark k at (x, y) in W x H"``,
+    and the parts (splits, folds) that could not be opened to check, with the reason."""
     from .registry import open_dataset
 
     if dataset == "hand_xray":
@@ -270,15 +278,17 @@ def labels_outside(root: Path, dataset: str) -> list[str]:
     else:
         parts = [dict(split=s) for s in ("train", "test1", "test2")]
     found: dict[tuple[str, int], str] = {}
+    skipped: list[str] = []
     for kwargs in parts:
         try:
             source = open_dataset(dataset, root, outside="keep", **kwargs)
-        except DatasetError:
-            continue  # an absent split (e.g. ISBI Test2) has nothing to check
+        except DatasetError as err:  # an absent split (e.g. ISBI Test2), or a file that does not parse
+            skipped.append(f"{', '.join(f'{k} {v}' for k, v in kwargs.items() if k != 'missing')}: {err}")
+            continue
         for o in source.outside_points:
             found[(o["id"], o["landmark"])] = (f"{o['id']}: landmark {o['landmark']} at ({o['x']:.1f}, {o['y']:.1f}) "
                                                f"in {o['width']} x {o['height']}")
-    return [found[k] for k in sorted(found)]
+    return [found[k] for k in sorted(found)], skipped
 
 
 def main() -> None:
@@ -295,4 +305,6 @@ def main() -> None:
         out.write_text(json.dumps(manifest, indent=1))
         print(f"wrote {out} ({len(manifest['files'])} files)")
     else:
-        print(verify(args.root, args.dataset).summary())
+        report = verify(args.root, args.dataset)
+        print(report.summary())
+        raise SystemExit(0 if report.ok else 1)

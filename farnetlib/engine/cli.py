@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
-from .config import TrainConfig
+from ..data import DatasetError
+from .config import ConfigError, TrainConfig, read_json_config
 from .evaluate import evaluate
 from .folder import predict_folder
 from .folds import train_folds
-from .runs import load_run
+from .runs import RunLocked, RunRecordError, load_run
 from .study import load_study, train_study
 from .train import train
 
@@ -36,15 +38,55 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("farnetlib")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _config_values(args: argparse.Namespace) -> dict:
     """The config file's fields (none without ``--config``) with the ``--set`` overrides applied."""
-    values = json.loads(open(args.config).read()) if args.config else {}
+    values = read_json_config(args.config) if args.config else {}
     values.update(_overrides(args.set))
     return values
 
 
+def _config(args: argparse.Namespace, extra: dict | None = None) -> TrainConfig:
+    """The config of ``--config``, ``--set`` and ``extra`` (options such as ``--time-limit``); an
+    error names the file (or says it came from --set)."""
+    try:
+        return TrainConfig.from_dict({**_config_values(args), **(extra or {})})
+    except ConfigError as err:
+        where = args.config or "the --set values"
+        raise ConfigError(str(err) if str(err).startswith(str(where)) else f"{where}: {err}") from None
+
+
+USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, FileExistsError, RunLocked, RunRecordError)
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="farnet", description="Train or evaluate FARNet.")
+    """``farnet``: a user error (bad config, missing file, ...) is one line ``farnet: error: ...``
+    and exit status 2, as argparse's own; ``--debug`` shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    try:
+        _main(argv)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"farnet: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="farnet", description="Train or evaluate FARNet.",
+                                 epilog="--debug (anywhere): show the traceback of an error")
+    ap.add_argument("--version", action="version", version=f"farnet {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train per a config (resumes a run folder that has a checkpoint)")
     t.add_argument("--config", help="JSON config file (fields of TrainConfig)")
@@ -59,10 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                    help="override config fields (repeatable; JSON values)")
     c.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3])
+    c.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="for all folds together: stop resumably before an epoch that would not fit")
     s = sub.add_parser("study", help="train each arm of a study file (resumable; finished arms are skipped)")
     s.add_argument("--config", required=True, help="study JSON file (base config + arms)")
     s.add_argument("--arms", nargs="+", help="arm names (default: all, in the file's order)")
     s.add_argument("--list", action="store_true", help="list the arms and which are finished, train nothing")
+    s.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="for all arms together: stop resumably before an epoch that would not fit")
     e = sub.add_parser("evaluate", help="evaluate a run's selected checkpoint on a split")
     e.add_argument("run", help="run folder or checkpoint file")
     e.add_argument("split")
@@ -81,13 +127,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--decoder")
     p.add_argument("--no-overlays", action="store_true")
     p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="replace an existing predictions.csv in --out")
+    if not argv:
+        ap.print_help()
+        return
     args = ap.parse_args(argv)
     if args.cmd == "train":
-        values = _config_values(args)
-        if args.time_limit is not None:
-            values["time_limit"] = args.time_limit
+        cfg = _config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None)
         try:
-            run_dir = train(TrainConfig.from_dict(values), run_dir=args.run_dir, resume=not args.no_resume)
+            run_dir = train(cfg, run_dir=args.run_dir, resume=not args.no_resume)
         except KeyboardInterrupt:
             raise SystemExit(130)  # train() said which epoch was abandoned and how to resume
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
@@ -97,23 +145,31 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "cv":
         from ..crossval import pooled_table
 
-        run_dirs = train_folds(TrainConfig.from_dict(_config_values(args)), folds=args.folds)
+        run_dirs = train_folds(_config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None),
+                               folds=args.folds)
+        if not all((d / "metrics.json").is_file() for d in run_dirs) or len(run_dirs) < len(args.folds):
+            print("not every fold is finished yet: run the same command to resume")
+            return
         print("\n".join(f"run folder: {d}" for d in run_dirs))
         print(pooled_table([load_run(d) for d in run_dirs]).round(3).to_string())
     elif args.cmd == "study":
         study = load_study(args.config)
         if not args.list:
-            train_study(study, args.arms)
+            train_study(study, args.arms, time_limit=args.time_limit)
         finished = set(study.finished())
         for arm in study.select(args.arms):
             print(f"{arm:28s} {'finished' if arm in finished else 'not finished'}  {study.run_dir(arm)}")
     elif args.cmd == "predict":
         table = predict_folder(args.run, args.images, args.out, decoder=args.decoder,
-                               overlays=not args.no_overlays, device=args.device)
+                               overlays=not args.no_overlays, device=args.device, force=args.force)
         print(f"{table['image'].nunique()} images -> {args.out}/predictions.csv")
+        for file, why in table.attrs["skipped"]:
+            print(f"skipped {file}: {why}", file=sys.stderr)
+        if table.attrs["skipped"]:
+            raise SystemExit(f"farnet: {len(table.attrs['skipped'])} unreadable image(s) skipped (listed above)")
     else:
         over = {k: v for k, v in {"decoder": args.decoder, "ground_truth": args.ground_truth,
-                                  "eval_batch_size": args.eval_batch_size}.items() if v}
+                                  "eval_batch_size": args.eval_batch_size}.items() if v is not None}
         _, metrics = evaluate(args.run, args.split, root=args.root, write=args.write, label=args.label,
                               force=args.force, **over)
         print(json.dumps(metrics, indent=2))

@@ -12,7 +12,10 @@ narrow fine head, sets ``fine_head_width=64`` so that their checkpoints load.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,21 +25,30 @@ from ..losses import LOSSES
 from .precision import PRECISIONS
 from .runs import write_atomic
 
-__all__ = ["TrainConfig", "ConfigError", "DATASET_DEFAULTS"]
+__all__ = ["TrainConfig", "ConfigError", "DATASET_DEFAULTS", "RESUMABLE_FIELDS", "read_json_config"]
 
 DATASET_DEFAULTS = {
     # train split, test splits, radii (mm; px where no spacing), default input size (H, W) used when
     # a config gives none: the paper's 800 x 640 for ceph, 512 x 512 for hands; spine radiographs are
     # about 1:2.5 (W:H), so a tall input keeps the per-axis scale of the vertebrae comparable.
     "synthetic": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 2.5, 3.0, 4.0],
-                  "input_size": (800, 640)},
+                  "input_size": (800, 640), "splits": ["train", "test"]},
     "isbi2015": {"train_split": "train", "test_splits": ["test1", "test2"], "radii": [2.0, 2.5, 3.0, 4.0],
-                 "input_size": (800, 640)},
+                 "input_size": (800, 640), "splits": ["train", "test1", "test2"]},
     "hand_xray": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 4.0, 10.0],
-                  "input_size": (512, 512)},
+                  "input_size": (512, 512), "splits": ["train", "test"]},
     "aasce": {"train_split": "training", "test_splits": ["test"], "radii": [5.0, 10.0, 20.0],
-              "input_size": (1024, 416)},
+              "input_size": (1024, 416), "splits": ["training", "test"]},
 }
+
+
+# fields that may change between a run's stretches without changing what is trained: runtime
+# options, evaluation-only options, and paths (the data or the results moved)
+RESUMABLE_FIELDS = frozenset({
+    "epochs", "num_workers", "threads", "device", "cudnn_benchmark", "finite_check_every", "precision",
+    "channels_last", "compile", "time_limit",
+    "test_splits", "decoder", "eval_batch_size", "eval_channels_last", "eval_precision",
+    "root", "cache_dir", "results_dir", "run_name"})
 
 
 class ConfigError(ValueError):
@@ -56,6 +68,7 @@ class TrainConfig:
     hand_scale_pair: tuple[int, int] = (1, 5)  # Payer: landmarks 1 and 5 are 50 mm apart
     missing: str = "raise"  # hand/spine: "skip" listed images that are absent
     outside: str = "raise"  # labels outside their image: "raise" at start-up, or "keep" them as annotated
+    partial: str = "warn"  # a split with fewer images than the dataset's official count: "warn" or "raise"
     synthetic_train: int = 60
     synthetic_test: int = 30
     synthetic_landmarks: int = 19
@@ -67,6 +80,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None  # (H, W), multiples of 32; None: the dataset's default
     reference_0_255: bool = False  # reference-code intensity normalisation (faithfulness studies)
     fine_head_width: int | None = None  # None: the reference width 64 + 32 + K; 64: farnet <= 0.1
+    decoder_width: float = 1.0  # multiplier of the aggregation/refinement widths; 1 = the paper (tests: 0.125)
     # targets and loss
     sigma: float = 10.0  # Gaussian SD in pixels of the fine (input-size) heatmap
     sigma_coarse: float | None = None  # None: same value in coarse pixels, as the reference code
@@ -110,6 +124,7 @@ class TrainConfig:
     results_dir: str = "results/runs"
 
     def __post_init__(self) -> None:
+        self.check_types()
         if self.input_size is None and self.dataset in DATASET_DEFAULTS:
             self.input_size = DATASET_DEFAULTS[self.dataset]["input_size"]
         self.input_size = tuple(self.input_size) if self.input_size is not None else None  # type: ignore[assignment]
@@ -117,6 +132,14 @@ class TrainConfig:
         self.hand_scale_pair = tuple(self.hand_scale_pair)  # type: ignore[assignment]
         self.milestones = list(self.milestones)
         self.validate()
+
+    def check_types(self) -> None:
+        """Every field has its declared type (JSON ``"2"`` is not an int, ``true`` is not a number)."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _has_type(value, hints[f.name]):
+                raise ConfigError(f"config field {f.name!r} = {value!r}: must be {_describe_type(hints[f.name])}")
 
     def validate(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -126,6 +149,10 @@ class TrainConfig:
             raise bad("dataset", f"must be one of {list(DATASET_DEFAULTS)}")
         if self.dataset != "synthetic" and not self.root:
             raise bad("root", f"dataset {self.dataset!r} needs the path of its folder")
+        known_splits = DATASET_DEFAULTS[self.dataset]["splits"]
+        if self.test_splits is not None and (not isinstance(self.test_splits, (list, tuple))
+                                             or any(sp not in known_splits for sp in self.test_splits)):
+            raise bad("test_splits", f"must be a list of {self.dataset} splits {known_splits} (or null: the defaults)")
         if self.ground_truth not in ("mean", "senior", "junior"):
             raise bad("ground_truth", "must be 'mean', 'senior' or 'junior'")
         if self.backbone not in BACKBONES:
@@ -150,6 +177,8 @@ class TrainConfig:
             raise bad("val_count", "must be >= 1 (models are selected on validation images only)")
         if self.missing not in ("raise", "skip"):
             raise bad("missing", "must be 'raise' or 'skip'")
+        if self.partial not in ("warn", "raise"):
+            raise bad("partial", "must be 'warn' or 'raise'")
         if self.outside not in ("raise", "keep"):
             raise bad("outside", "must be 'raise' or 'keep'")
         if self.hand_fold not in (1, 2, 3):
@@ -179,6 +208,8 @@ class TrainConfig:
             raise bad("progressive_scale", "must be in (0, 1]")
         if self.time_limit is not None and not float(self.time_limit) > 0:
             raise bad("time_limit", "must be > 0 (minutes) or None")
+        if not self.decoder_width > 0:
+            raise bad("decoder_width", "must be > 0 (1 = the paper's decoder)")
         if self.fine_head_width is not None and int(self.fine_head_width) < 1:
             raise bad("fine_head_width", "must be >= 1 or None (the reference width)")
 
@@ -207,6 +238,14 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def default_run_name(self) -> str:
+        """The run folder's name when ``run_name`` is None: dataset, backbone, seed and a hash of
+        every field that changes what is trained, so that the same command finds (and resumes) the
+        same folder and another config gets another one."""
+        trained = {k: v for k, v in sorted(self.to_dict().items()) if k not in RESUMABLE_FIELDS}
+        digest = hashlib.sha1(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.dataset}-{self.backbone}-s{self.seed}-{digest}"
+
     def save(self, path: str | Path) -> None:
         write_atomic(path, json.dumps(self.to_dict(), indent=2))
 
@@ -221,7 +260,61 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A config file; errors name the file (and the field, or the JSON syntax error's line)."""
+        try:
+            return cls.from_dict(read_json_config(path))
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+
+
+def read_json_config(path: str | Path) -> dict:
+    """The JSON object in a config file; a missing file or bad JSON is a ``ConfigError`` naming it."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a config file holds one JSON object of fields, not {type(values).__name__}")
+    return values
+
+
+def _has_type(value, hint) -> bool:
+    """Whether ``value`` (as read from JSON or given in Python) fits the annotation ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and len(value) == len(args) and all(map(_has_type, value, args))
+    if origin is list:
+        return isinstance(value, (list, tuple)) and all(_has_type(v, args[0]) for v in value)
+    return True
+
+
+def _describe_type(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in args)
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    if hint in names:
+        return names[hint]
+    if origin is tuple:
+        return f"a list of {len(args)} ({', '.join(_describe_type(a) for a in args)})"
+    if origin is list:
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(args[0], str(args[0]))
+    return str(hint)
 
 
 def _upgrade_legacy(values: dict) -> dict:

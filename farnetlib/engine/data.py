@@ -13,12 +13,13 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ..data import AUGMENT_LEVELS, ImageCache, LandmarkDataset, LandmarkSource
+from ..data import (AUGMENT_LEVELS, DatasetError, ImageCache, LandmarkDataset, LandmarkSource, check_no_leakage,
+                    image_counts)
 from .config import DATASET_DEFAULTS, TrainConfig
 from .distributed import Process
 from .sources import build_source, carve_validation
 
-__all__ = ["TrainData", "build_train_data", "EpochShuffleSampler"]
+__all__ = ["TrainData", "build_train_data", "EpochShuffleSampler", "open_test_splits", "check_counts"]
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -49,6 +50,9 @@ class TrainData:
     val_idx: list[int]
     cache: ImageCache
     make_loader: Callable[[tuple[int, int]], tuple[LandmarkDataset, Sampler, DataLoader]]
+    test_sources: dict[str, LandmarkSource | str] = field(default_factory=dict)  # split -> source, or why absent
+    image_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> found / expected images
+    known_duplicates: list[str] = field(default_factory=list)  # the release's own cross-split copies
     loaders: dict = field(default_factory=dict)
 
     def loader(self, size: tuple[int, int]) -> DataLoader:
@@ -89,6 +93,46 @@ def build_train_data(cfg: TrainConfig, proc: Process, progress: bool = True) -> 
                             prefetch_factor=4 if workers else None)
         return dataset, sampler, loader
 
-    data = TrainData(source, train_idx, val_idx, cache, make_loader)
-    data.loader(cfg.stage(0)[0])  # the first epoch's images decoded and checked before training starts
+    test_sources = open_test_splits(cfg)
+    present = {sp: s for sp, s in test_sources.items() if not isinstance(s, str)}
+    counts = image_counts({DATASET_DEFAULTS[cfg.dataset]["train_split"]: source, **present})
+    check_counts(cfg, counts, progress and proc.main)
+    duplicates = check_no_leakage({DATASET_DEFAULTS[cfg.dataset]["train_split"]: source, **present})
+    if duplicates and progress and proc.main:
+        print(f"note: {len(duplicates)} image(s) of the official {cfg.dataset} release appear in two splits "
+              f"({'; '.join(duplicates)}); kept, as in every published result, and recorded in metrics.json",
+              flush=True)
+    data = TrainData(source, train_idx, val_idx, cache, make_loader, test_sources, counts, duplicates)
+    # every image is decoded before the first epoch: a damaged file fails now, not after hours of training
+    data.loader(cfg.stage(0)[0])
+    LandmarkDataset(source, cfg.input_size, cache=cache, indices=val_idx).prefill_cache(progress and proc.main)
+    for test_source in present.values():
+        LandmarkDataset(test_source, cfg.input_size, cache=cache).prefill_cache(progress and proc.main)
     return data
+
+
+def open_test_splits(cfg: TrainConfig) -> dict[str, LandmarkSource | str]:
+    """Each test split of the config: its source, or the reason it is absent (ISBI Test2 is not in
+    every copy; it is then evaluated later from the official layout with ``farnet evaluate --root``)."""
+    out: dict[str, LandmarkSource | str] = {}
+    for split in cfg.splits_to_test:
+        try:
+            out[split] = build_source(cfg, split)
+        except DatasetError as err:
+            out[split] = str(err)
+    return out
+
+
+def check_counts(cfg: TrainConfig, counts: dict[str, dict[str, int]], say: bool) -> None:
+    """A partial copy of the dataset (fewer images than its official count) is said at start, or
+    refused with ``partial: "raise"``; the counts go into ``metrics.json`` either way."""
+    short = {sp: c for sp, c in counts.items() if c["found"] < c["expected"]}
+    if not short:
+        return
+    text = ", ".join(f"{sp} {c['found']} of {c['expected']}" for sp, c in short.items())
+    if cfg.partial == "raise":
+        raise DatasetError(f"{cfg.dataset} at {cfg.root}: partial copy ({text} images); set partial='warn' to "
+                           "train on it anyway")
+    if say:
+        print(f"warning: {cfg.dataset} at {cfg.root} is a partial copy ({text} images); results are not "
+              "comparable with the full dataset's (partial='raise' makes this an error)", flush=True)

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from .config import TrainConfig
-from .evaluate import resolve_device
 
-__all__ = ["Process", "setup_process", "teardown_process", "broadcast_object"]
+__all__ = ["Process", "setup_process", "teardown_process", "broadcast_object", "resolve_device", "GROUP_TIMEOUT"]
+
+GROUP_TIMEOUT = timedelta(hours=2)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
 
 
 @dataclass
@@ -43,7 +54,9 @@ def setup_process(cfg: TrainConfig) -> Process:
         torch.cuda.set_device(device)  # before init_process_group
     owns = False
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # the others wait at a barrier while rank 0 runs the final evaluation (minutes at 800 x 640 on
+        # Test1 + Test2); the 10-minute default timeout of gloo could end the run there
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=GROUP_TIMEOUT)
         owns = True
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

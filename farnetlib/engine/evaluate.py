@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,22 +18,15 @@ from ..heatmaps import build_decoder, rescale_points
 from ..metrics import radial_errors, summarize
 from ..model import FARNet
 from ..spine import spine_metrics
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
+from .data import open_test_splits
+from .distributed import resolve_device
 from .precision import autocast, is_channels_last, resolve_precision, to_layout
-from .runs import write_atomic
+from .runs import read_json_record, run_lock, write_atomic
 from .sources import build_source, describe_ground_truth
 
 __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_splits", "load_model",
-           "build_model", "resolve_device", "result_label"]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return dev
+           "build_model", "result_label"]
 
 
 @torch.no_grad()
@@ -117,22 +111,24 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, Tr
 
 def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None) -> FARNet:
     """The FARNet a config describes (``weights`` only for the backbone's initialisation)."""
-    return FARNet(num_landmarks, backbone=cfg.backbone, weights=weights, fine_width=cfg.fine_head_width)
+    return FARNet(num_landmarks, backbone=cfg.backbone, weights=weights, fine_width=cfg.fine_head_width,
+                  decoder_width=cfg.decoder_width)
 
 
 def evaluate_splits(model: FARNet, cfg: TrainConfig, source: LandmarkSource, val_idx: list[int], cache,
-                    progress: bool = True) -> tuple[list[pd.DataFrame], dict]:
-    """Predictions and metrics of the validation images and of each test split the config names;
-    test splits whose files are absent are listed under ``skipped`` with the reason."""
+                    progress: bool = True, test_sources: dict | None = None) -> tuple[list[pd.DataFrame], dict]:
+    """Predictions and metrics of the validation images and of each test split the config names
+    (``test_sources``: split -> source, or the reason it is absent, as opened at the start of
+    training; opened here when None); absent splits are listed under ``skipped`` with the reason."""
+    if test_sources is None:
+        test_sources = open_test_splits(cfg)
     frames = [predict_source(model, source, cfg, "val", indices=val_idx, cache=cache, progress=progress)]
     metrics = {"splits": {"val": split_metrics(frames[0], cfg, source)}, "skipped": {}}
-    for split in cfg.splits_to_test:
-        try:
-            test_source = build_source(cfg, split)
-        except DatasetError as err:
-            metrics["skipped"][split] = str(err)
+    for split, test_source in test_sources.items():
+        if isinstance(test_source, str):
+            metrics["skipped"][split] = test_source
             continue
-        frames.append(predict_source(model, test_source, cfg, split, progress=progress))
+        frames.append(predict_source(model, test_source, cfg, split, cache=cache, progress=progress))
         metrics["splits"][split] = split_metrics(frames[-1], cfg, test_source)
     return frames, metrics
 
@@ -161,27 +157,32 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
     unless ``force=True``: the error names it.
     """
     path = Path(run_or_checkpoint)
+    if write and not path.is_dir():
+        raise ConfigError(f"--write adds the result to a run folder, but {path} is a checkpoint file: pass the "
+                          "run folder that holds checkpoints/best.pt")
     ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint at {ckpt}")
-    model, run_cfg = load_model(ckpt, device)
     bad = set(overrides) - {"decoder", "ground_truth", "eval_batch_size"}
     if bad:
         raise ValueError(f"only decoder, ground_truth and eval_batch_size can change at evaluation, not {sorted(bad)}")
+    model, run_cfg = load_model(ckpt, device)
     cfg = replace(run_cfg, **overrides, **({"root": str(root)} if root is not None else {}))
     label = label or result_label(split, run_cfg, cfg)
-    if write and path.is_dir() and not force:
-        existing = json.loads((path / "metrics.json").read_text()).get("splits", {})
-        if label in existing:
-            raise FileExistsError(f"{path / 'metrics.json'} already holds an entry {label!r}; pass force=True "
-                                  "(--force) to replace it, or another label (--label)")
-    source = build_source(cfg, split)
-    preds = predict_source(model, source, cfg, label)
-    metrics = {**split_metrics(preds, cfg, source), "split": split, "label": label}
-    if write and path.is_dir():
-        old = pd.read_csv(path / "predictions.csv", dtype={"id": str})
-        write_atomic(path / "predictions.csv", pd.concat([old[old["split"] != label], preds]).to_csv(index=False))
-        allm = json.loads((path / "metrics.json").read_text())
-        allm.setdefault("splits", {})[label] = metrics
-        write_atomic(path / "metrics.json", json.dumps(allm, indent=2))
+    with run_lock(path, "farnet evaluate --write") if write else nullcontext():
+        if write and not force:
+            existing = read_json_record(path / "metrics.json").get("splits", {})
+            if label in existing:
+                raise FileExistsError(f"{path / 'metrics.json'} already holds an entry {label!r}; pass force=True "
+                                      "(--force) to replace it, or another label (--label)")
+        source = build_source(cfg, split)
+        preds = predict_source(model, source, cfg, label)
+        metrics = {**split_metrics(preds, cfg, source), "split": split, "label": label}
+        if write:
+            old = pd.read_csv(path / "predictions.csv", dtype={"id": str})
+            allm = read_json_record(path / "metrics.json")
+            allm.setdefault("splits", {})[label] = metrics
+            # predictions first: metrics.json never lists a label whose rows are not in predictions.csv
+            write_atomic(path / "predictions.csv", pd.concat([old[old["split"] != label], preds]).to_csv(index=False))
+            write_atomic(path / "metrics.json", json.dumps(allm, indent=2))
     return preds, metrics

@@ -15,8 +15,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from ..data.io import IMAGE_SUFFIXES, read_gray
+from ..data.io import IMAGE_SUFFIXES, DatasetError, read_gray
 from .evaluate import load_model, predict
+from .runs import write_atomic
 
 __all__ = ["predict_folder", "list_images"]
 
@@ -36,28 +37,41 @@ def list_images(path: str | Path) -> list[Path]:
 
 def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: str | Path,
                    decoder: str | None = None, overlays: bool = True, device: str = "auto",
-                   progress: bool = True) -> pd.DataFrame:
-    """Predict every image under ``images``; write ``predictions.csv`` (and ``overlays/*.png``)."""
+                   progress: bool = True, force: bool = False) -> pd.DataFrame:
+    """Predict every image under ``images``; write ``predictions.csv`` (and ``overlays/<file>.png``,
+    named after the whole file name so that ``a.png`` and ``a.jpg`` keep two overlays).
+
+    An unreadable file is skipped, not fatal: the others are predicted and the skipped ones are in
+    ``table.attrs["skipped"]`` (file, reason). An existing ``predictions.csv`` is not overwritten
+    unless ``force``."""
     path = Path(run_or_checkpoint)
     ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint at {ckpt}")
-    model, cfg = load_model(ckpt, device)
+    files = list_images(images)
     out_dir = Path(out_dir)
+    if (out_dir / "predictions.csv").is_file() and not force:
+        raise FileExistsError(f"{out_dir / 'predictions.csv'} exists; pass --force to replace it, or another --out")
+    model, cfg = load_model(ckpt, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = _landmark_names(cfg, model.num_landmarks)
-    rows = []
-    for file in tqdm(list_images(images), desc="predict", disable=not progress):
-        image = read_gray(file)
+    rows, skipped = [], []
+    for file in tqdm(files, desc="predict", disable=not progress):
+        try:
+            image = read_gray(file)
+        except DatasetError as err:
+            skipped.append((str(file), str(err)))
+            continue
         pts, peak = predict(model, image, cfg.input_size, decoder or cfg.decoder, cfg.reference_0_255,
                             cfg.eval_precision, return_peak=True)
         for k, (px, py) in enumerate(pts):
             rows.append({"image": file.name, "landmark": k + 1, "landmark_name": names[k], "x": px, "y": py,
                          "peak": float(peak[k])})
         if overlays:
-            _overlay(image, pts, out_dir / "overlays" / f"{file.stem}.png")
-    table = pd.DataFrame(rows)
-    table.to_csv(out_dir / "predictions.csv", index=False)
+            _overlay(image, pts, out_dir / "overlays" / f"{file.name}.png")
+    table = pd.DataFrame(rows, columns=["image", "landmark", "landmark_name", "x", "y", "peak"])
+    write_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
+    table.attrs["skipped"] = skipped
     return table
 
 

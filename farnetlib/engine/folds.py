@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import ConfigError, TrainConfig
+from .stopping import Deadline, previous_history
 from .train import train
 
 __all__ = ["train_folds", "fold_run_name"]
@@ -20,13 +21,26 @@ def fold_run_name(cfg: TrainConfig, fold: int) -> str:
 
 
 def train_folds(cfg: TrainConfig, folds: Sequence[int] = (1, 2, 3), progress: bool = True) -> list[Path]:
-    """Train (or resume, or skip when finished) one run per fold; returns the run folders in fold order."""
+    """Train (or resume, or skip when finished) one run per fold; returns the run folders in fold order.
+
+    ``cfg.time_limit`` covers the whole call (each fold gets what the earlier ones left); a fold that
+    stops before it is finished (time limit, SIGTERM/SIGINT) ends the call, and the same command
+    resumes it and then trains the folds after it."""
     if cfg.dataset != "hand_xray":
         raise ConfigError(f"'dataset': cross-validation folds exist for hand_xray only, got {cfg.dataset!r}")
     if len(set(folds)) != len(folds):
         raise ConfigError(f"folds {list(folds)} repeat a fold")
     runs = []
+    deadline = Deadline(cfg.time_limit)
     for fold in folds:
-        fold_cfg = replace(cfg, hand_fold=fold, run_name=fold_run_name(cfg, fold))  # __post_init__ re-validates
-        runs.append(train(fold_cfg, progress=progress))
+        if deadline.expired() and not (Path(cfg.results_dir) / fold_run_name(cfg, fold) / "metrics.json").is_file():
+            if progress:
+                print(f"time limit ({cfg.time_limit:g} min) used up before fold {fold}; the same command resumes "
+                      "there", flush=True)
+            break
+        fold_cfg = replace(cfg, hand_fold=fold, run_name=fold_run_name(cfg, fold),  # __post_init__ re-validates
+                           time_limit=deadline.minutes_left())
+        runs.append(train(fold_cfg, progress=progress, prior_history=previous_history(runs)))
+        if not (runs[-1] / "metrics.json").is_file():
+            break
     return runs

@@ -6,9 +6,13 @@ git-ignored ``checkpoints/`` inside it.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -20,27 +24,86 @@ import torch
 
 from .precision import cpu_flags
 
-__all__ = ["environment", "make_run_dir", "load_run", "list_runs", "RUN_FILES", "write_atomic"]
+__all__ = ["environment", "load_run", "list_runs", "RUN_FILES", "write_atomic", "atomic_path", "run_lock",
+           "RunLocked", "git_commit", "read_json_record", "RunRecordError"]
 
 RUN_FILES = ("config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json")
 _PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-image", "pillow", "farnetlib")
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to a uniquely named temporary file beside ``path``, then rename it over ``path``
-    (``os.replace``, atomic on one filesystem): a kill or a full disk leaves the old file or the new
-    one, never a truncated one, and concurrent writers never share a temporary name."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """A uniquely named temporary path beside ``path`` to write to; on success it is renamed over
+    ``path`` (``os.replace``, atomic on one filesystem), so a kill or a full disk leaves the old file
+    or the new one, never a truncated one, and concurrent writers never share a temporary name. On
+    failure the temporary file is removed, and a full disk is said as such, with the path."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(err):
+            raise OSError(errno.ENOSPC, f"no space left on device writing {path} "
+                                        f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free)") from None
         raise
+
+
+def _disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOSPC
+    # torch.save reports a failed write as "enforce fail at inline_container.cc ... file write failed"
+    return isinstance(err, RuntimeError) and "file write failed" in str(err)
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_path` (flushed to disk before the rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the run folder (training it, or writing an evaluation into it)."""
+
+
+class RunRecordError(ValueError):
+    """A run record that does not parse (a truncated or damaged file): names the file."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path, what: str):
+    """Hold ``.<run name>.lock`` beside the run folder (an advisory ``flock``, released when the
+    process ends, even by kill -9) while ``what`` writes the folder; a second holder is refused
+    with the first one's pid. Beside, not inside: a start that fails validation creates no folder."""
+    run_dir = Path(run_dir)
+    path = run_dir.parent / f".{run_dir.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise RunLocked(f"run folder {run_dir} is in use by {holder}; wait until it ends") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} ({what})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_json_record(path: str | Path) -> dict:
+    """A JSON run record; one that does not parse raises :class:`RunRecordError` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunRecordError(f"run record {path} is damaged (does not parse: {err}); restore it from git or "
+                             "remove it to let the run resume or re-evaluate") from None
 
 
 def git_commit() -> str | None:
@@ -99,13 +162,6 @@ def all_packages() -> dict[str, str]:
     return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
 
 
-def make_run_dir(results_dir: str | Path, name: str | None, dataset: str, backbone: str, seed: int) -> Path:
-    name = name or f"{dataset}-{backbone}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path = Path(results_dir) / name
-    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def load_run(path: str | Path) -> dict:
     """A run folder as plain objects: config, environment, metrics, history and predictions."""
     path = Path(path)
@@ -113,9 +169,9 @@ def load_run(path: str | Path) -> dict:
     if missing:
         raise FileNotFoundError(f"run folder {path} lacks {missing}")
     return {"path": path, "name": path.name,
-            "config": json.loads((path / "config.json").read_text()),
-            "environment": json.loads((path / "environment.json").read_text()),
-            "metrics": json.loads((path / "metrics.json").read_text()),
+            "config": read_json_record(path / "config.json"),
+            "environment": read_json_record(path / "environment.json"),
+            "metrics": read_json_record(path / "metrics.json"),
             "history": pd.read_csv(path / "history.csv"),
             "predictions": pd.read_csv(path / "predictions.csv", dtype={"id": str})}
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .runs import git_commit, write_atomic
 
-__all__ = ["StopControl", "Stretches", "estimate_epoch_seconds"]
+__all__ = ["StopControl", "Stretches", "Deadline", "estimate_epoch_seconds", "previous_history"]
 
 clock = time.monotonic  # the time source of the time limit (tests replace it)
 
@@ -40,11 +40,20 @@ def estimate_epoch_seconds(history: list[dict], size: tuple[int, int]) -> float 
     return float(other[-1]["epoch_seconds"]) * size[0] * size[1] / (h * w)
 
 
+def previous_history(run_dirs: list[Path]) -> list[dict]:
+    """The history rows of the last of ``run_dirs`` (empty when none has any), for an estimate of the
+    next run's first epoch."""
+    path = Path(run_dirs[-1]) / "history.csv" if run_dirs else None
+    return pd.read_csv(path).to_dict("records") if path is not None and path.is_file() else []
+
+
 class StopControl:
     """The time limit (minutes, None for none) and the signal handlers of one call of ``train``."""
 
-    def __init__(self, time_limit: float | None, install_signals: bool = True) -> None:
+    def __init__(self, time_limit: float | None, install_signals: bool = True,
+                 prior_history: list[dict] | None = None) -> None:
         self.limit_s = None if time_limit is None else 60.0 * float(time_limit)
+        self.prior_history = prior_history or []  # another run's epochs, for an estimate before this one has any
         self.t0 = clock()
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
@@ -70,6 +79,8 @@ class StopControl:
         if self.limit_s is None:
             return None
         estimate = estimate_epoch_seconds(history, size)
+        if estimate is None:
+            estimate = estimate_epoch_seconds(self.prior_history, size)
         if estimate is not None and self.elapsed() + estimate > self.limit_s:
             return (f"time limit ({self.limit_s / 60:g} min: {self.elapsed() / 60:.1f} min used, the next epoch "
                     f"takes about {estimate / 60:.1f} min)")
@@ -79,6 +90,23 @@ class StopControl:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class Deadline:
+    """A time limit shared by several ``train`` calls (the folds of ``farnet cv``, the arms of a study)."""
+
+    def __init__(self, time_limit: float | None) -> None:
+        self.limit, self.t0 = time_limit, clock()
+
+    def minutes_left(self) -> float | None:
+        """What is left of the limit (None: no limit); :meth:`expired` says when nothing is."""
+        if self.limit is None:
+            return None
+        return float(self.limit) - (clock() - self.t0) / 60
+
+    def expired(self) -> bool:
+        left = self.minutes_left()
+        return left is not None and left <= 0
 
 
 class Stretches:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import ConfigError, TrainConfig
+from .stopping import Deadline, previous_history
 from .train import train
 
 __all__ = ["Study", "load_study", "train_study", "with_overrides", "FIXED_ACROSS_ARMS"]
@@ -95,11 +96,34 @@ def with_overrides(study: Study, overrides: dict) -> Study:
                          for n, c in study.arms.items()})
 
 
-def train_study(study: Study, arms: Sequence[str] | None = None, progress: bool = True) -> list[Path]:
-    """Train (or resume, or skip when finished) each selected arm in study order; returns their folders."""
+def train_study(study: Study, arms: Sequence[str] | None = None, progress: bool = True,
+                time_limit: float | None = None) -> list[Path]:
+    """Train (or resume, or skip when finished) each selected arm in study order; returns their folders.
+
+    ``time_limit`` (minutes, ``farnet study --time-limit``) covers the whole call: each arm gets what
+    the earlier ones left (an arm's own ``time_limit`` field, if any, still bounds that arm). An arm
+    that stops before it is finished (a time limit, or SIGTERM/SIGINT: see
+    :func:`farnetlib.engine.train`) ends the study call there, so that a stop request stops the
+    study and not only its current arm; the same command resumes that arm."""
     runs = []
+    deadline = Deadline(time_limit)
     for name in study.select(arms):
+        if deadline.expired() and not (study.run_dir(name) / "metrics.json").is_file():
+            if progress:
+                print(f"study {study.name}: time limit ({time_limit:g} min) used up before arm {name}; the same "
+                      "command resumes there", flush=True)
+            break
         if progress:
             print(f"study {study.name}: arm {name} -> {study.run_dir(name)}", flush=True)
-        runs.append(train(study.arms[name], run_dir=study.run_dir(name), progress=progress))
+        cfg = study.arms[name]
+        if time_limit is not None:
+            left = deadline.minutes_left()
+            cfg = replace(cfg, time_limit=left if cfg.time_limit is None else min(left, cfg.time_limit))
+        runs.append(train(cfg, run_dir=study.run_dir(name), progress=progress,
+                          prior_history=previous_history(runs)))
+        if not (runs[-1] / "metrics.json").is_file():
+            if progress:
+                print(f"study {study.name}: arm {name} stopped before it finished; the same command resumes it",
+                      flush=True)
+            break
     return runs

@@ -13,11 +13,11 @@ tested on CPU with two gloo processes (tests/test_distributed.py).
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,13 @@ from tqdm.auto import tqdm
 from ..heatmaps import GaussianHeatmapEncoder
 from ..losses import CoarseToFineLoss, build_loss
 from ..model import parameter_counts
-from .config import ConfigError, TrainConfig
+from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from .data import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
 from .evaluate import build_model, evaluate_splits, predict_source, split_metrics
 from .precision import make_scaler, to_layout
 from .autotune import choose_execution, save_execution
-from .runs import environment, make_run_dir, write_atomic
+from .runs import atomic_path, environment, read_json_record, run_lock, write_atomic
 from .schedule import build_schedule
 from .steps import LOSS_KEYS, StepContext, train_step
 from .stopping import StopControl, Stretches
@@ -50,7 +50,8 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = True,
-          stop_after_epochs: int | None = None, progress: bool = True) -> Path:
+          stop_after_epochs: int | None = None, progress: bool = True,
+          prior_history: list[dict] | None = None) -> Path:
     """Train per ``cfg``; return the run folder.
 
     ``resume``: continue from ``checkpoints/last.pt`` when the folder has one; a finished run (its
@@ -58,17 +59,32 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Tr
     before an epoch that would not fit in ``cfg.time_limit`` minutes, or after the epoch under way
     on the first SIGTERM/SIGINT (see :mod:`farnetlib.engine.stopping`); it then returns without the
     final evaluation (no ``metrics.json``) and says how it stopped. ``stop_after_epochs`` ends the
-    call after that many epochs in the same way (used by tests).
+    call after that many epochs in the same way (used by tests). ``prior_history`` (the history
+    rows of a similar run, e.g. the previous fold) lets the time limit estimate the first epoch.
     """
     proc = setup_process(cfg)
-    stop = StopControl(cfg.time_limit)
+    stop = StopControl(cfg.time_limit, prior_history=prior_history)
+    try:
+        seed_everything(cfg.seed)
+        run_dir = Path(run_dir) if run_dir is not None else Path(cfg.results_dir) / (cfg.run_name or cfg.default_run_name())
+        lock = run_lock(run_dir, f"farnet train, since {time.strftime('%H:%M')}") if proc.main else nullcontext()
+        with lock:
+            return _train_locked(cfg, run_dir, resume, stop_after_epochs, progress, proc, stop)
+    finally:
+        stop.restore()
+        teardown_process(proc)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epochs: int | None, progress: bool,
+                  proc: Process, stop: StopControl) -> Path:
+    """:func:`train` once the run folder is this process's: validate everything, then write and train."""
     stretches = None
     epoch = 0
     try:
-        seed_everything(cfg.seed)
-        run_dir = _open_run_dir(cfg, run_dir, proc, resume)
+        _check_run_dir(cfg, run_dir, resume)  # before anything is built or written
         data = build_train_data(cfg, proc, progress)
         parts = _Parts(cfg, data, proc, run_dir)
+        _write_run_records(cfg, run_dir, proc, resume, parts)  # the folder exists from here on
         start, best, history = _resume(parts, run_dir, proc, progress) if resume else (0, math.inf, [])
         if _already_finished(run_dir, cfg, start, proc, progress):
             return run_dir
@@ -98,9 +114,6 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Tr
             print(f"abandoned epoch {epoch + 1} of {cfg.epochs}; last.pt holds epoch {epoch}: run the same "
                   "command to resume", flush=True)
         raise
-    finally:
-        stop.restore()
-        teardown_process(proc)
 
 
 class _Parts:
@@ -109,8 +122,6 @@ class _Parts:
     def __init__(self, cfg: TrainConfig, data: TrainData, proc: Process, run_dir: Path) -> None:
         model = build_model(cfg, data.source.num_landmarks, weights=cfg.weights).to(proc.device)
         self.execution = choose_execution(cfg, model, proc.device, run_dir)
-        if proc.main:
-            save_execution(self.execution, run_dir)
         self.cfg, self.proc = cfg, proc
         self.model = to_layout(model, self.execution.channels_last)
         self.net = self.model
@@ -156,32 +167,25 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 # --- run folder and resume -------------------------------------------------------------------------
 
-# fields that may change between a run's sessions without changing what is trained
-_RESUMABLE_CHANGES = {"epochs", "num_workers", "threads", "device", "eval_batch_size", "cudnn_benchmark",
-                      "finite_check_every", "precision", "channels_last", "compile",
-                      "eval_channels_last", "time_limit"}
-
-
-def _open_run_dir(cfg: TrainConfig, run_dir: str | Path | None, proc: Process, resume: bool) -> Path:
-    """The run folder, the same for every process: rank 0 names it and tells the others."""
-    if run_dir is None:
-        name = broadcast_object(proc, make_run_dir(cfg.results_dir, cfg.run_name, cfg.dataset, cfg.backbone,
-                                                   cfg.seed).name if proc.main else None)
-        run_dir = Path(cfg.results_dir) / name
-    run_dir = Path(run_dir)
+def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
+    """Refuse, before anything is written, what would overwrite results or mix two configs."""
+    if not resume and (run_dir / "metrics.json").is_file():
+        raise ConfigError(f"run folder {run_dir} holds a finished run (metrics.json); training it again from "
+                          "scratch would overwrite its results: remove the folder or use a new run_name")
     if resume:
         _check_resume_config(run_dir, cfg)
-    finished = (run_dir / "metrics.json").is_file()
+
+
+def _write_run_records(cfg: TrainConfig, run_dir: Path, proc: Process, resume: bool, parts: "_Parts") -> None:
+    """Rank 0 creates the folder and writes this stretch's config, environment and execution
+    options; a finished run's records are read-only."""
     if proc.main:
-        if not resume and finished:
-            raise ConfigError(f"run folder {run_dir} holds a finished run (metrics.json); training it again from "
-                              "scratch would overwrite its results: remove the folder or use a new run_name")
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if not finished:  # a finished run's records are read-only
+        if not (run_dir / "metrics.json").is_file():
             cfg.save(run_dir / "config.json")
             _write_environment(run_dir / "environment.json", proc, cfg.seed, keep_previous=resume)
+            save_execution(parts.execution, run_dir)
     proc.barrier()
-    return run_dir
 
 
 def _write_environment(path: Path, proc: Process, seed: int, keep_previous: bool) -> None:
@@ -189,7 +193,7 @@ def _write_environment(path: Path, proc: Process, seed: int, keep_previous: bool
     (a long run may span machines)."""
     env = environment(proc.device, seed)
     if keep_previous and path.is_file():
-        old = json.loads(path.read_text())
+        old = read_json_record(path)
         env["previous_sessions"] = old.pop("previous_sessions", []) + [old]
     write_atomic(path, json.dumps(env, indent=2))
 
@@ -197,9 +201,9 @@ def _write_environment(path: Path, proc: Process, seed: int, keep_previous: bool
 def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
     path = run_dir / "config.json"
     if path.is_file():
-        old = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
+        old = TrainConfig.from_dict(read_json_record(path)).to_dict()
         new = cfg.to_dict()
-        changed = {k for k in new if json.dumps(old.get(k)) != json.dumps(new[k])} - _RESUMABLE_CHANGES
+        changed = {k for k in new if json.dumps(old.get(k)) != json.dumps(new[k])} - RESUMABLE_FIELDS
         if cfg.schedule == "cosine" and old["epochs"] != new["epochs"]:
             changed.add("epochs (the cosine schedule's horizon)")
         if changed:
@@ -250,6 +254,7 @@ def _already_finished(run_dir: Path, cfg: TrainConfig, start: int, proc: Process
     """A run whose final evaluation was written is never re-evaluated (entries added later stay)."""
     if not (run_dir / "metrics.json").is_file():
         return False
+    read_json_record(run_dir / "metrics.json")  # a damaged record is an error naming it, not "finished"
     if start < cfg.epochs:
         raise ConfigError(f"run {run_dir} is finished and evaluated after {start} epochs; training it to "
                           f"{cfg.epochs} would replace its test results: start a new run_name instead")
@@ -301,9 +306,8 @@ def save_checkpoint(state: dict, path: Path) -> None:
     """``torch.save`` into a uniquely named temporary file beside ``path``, then rename it over
     ``path`` (``os.replace``, atomic on one filesystem): a run stopped while writing keeps its
     previous checkpoint whole and resumable."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, row: dict, best: float,
@@ -349,9 +353,10 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: 
     model = to_layout(build_model(cfg, data.source.num_landmarks), cfg.eval_channels_last)
     model.load_state_dict(state["model"])
     model.to(device)
-    frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress)
+    frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress, data.test_sources)
     metrics = {"run": run_dir.name, "selected_epoch": state["epoch"] + 1, "selection": "lowest validation MRE",
                "val_count": len(data.val_idx), "train_count": len(data.source) - len(data.val_idx),
+               "image_counts": data.image_counts, "known_duplicates": data.known_duplicates,
                "parameters": parameter_counts(model), "final_evaluation_seconds": time.perf_counter() - t0,
                **metrics}
     metrics["execution"] = {"eval_precision": cfg.eval_precision, "eval_channels_last": cfg.eval_channels_last,

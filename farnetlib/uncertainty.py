@@ -1,0 +1,193 @@
+"""How sure the numbers are: bootstrap intervals, paired comparisons, calibrated error radii.
+
+Every function takes the ``(N, K)`` radial errors of one split (images x landmarks, mm or px, from a
+run folder's ``predictions.csv``) and resamples **images**, never landmarks: the landmarks of one
+image share its contrast, pose and the model's luck, so they are not independent.
+
+- :func:`metric_intervals`: percentile bootstrap 95 % intervals of MRE, SD and every SDR radius
+  (seeded; 2,000 resamples by default), and per landmark with :func:`per_landmark_intervals`.
+- :func:`paired_comparison`: two runs on the same images: the paired bootstrap interval of the MRE
+  difference and the Wilcoxon signed-rank test on the per-image MRE differences.
+- :func:`conformal_radii` / :func:`coverage`: split-conformal error radii per landmark from the
+  validation split (Vovk et al. 2005; Angelopoulos & Bates 2021, "A gentle introduction to
+  conformal prediction"): the true landmark lies within ``r_k`` of the prediction with probability
+  at least ``1 - alpha`` for an exchangeable new image; optionally scaled by the heatmap peak so
+  that confident predictions get smaller radii.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .metrics import summarize
+
+__all__ = ["bootstrap_interval", "metric_intervals", "interval_columns", "per_landmark_intervals", "format_interval",
+           "paired_comparison", "PairedComparison", "conformal_radii", "coverage", "errors_matrix",
+           "split_errors_and_peaks", "run_coverage"]
+
+RESAMPLES, SEED, LEVEL = 2000, 0, 0.95
+
+
+def errors_matrix(predictions: pd.DataFrame, split: str, column: str = "error_mm") -> tuple[list[str], np.ndarray]:
+    """(image ids, ``(N, K)`` errors) of one split of a run's ``predictions.csv``, ids sorted."""
+    rows = predictions[predictions["split"] == split]
+    if rows.empty:
+        raise ValueError(f"no predictions for split {split!r} (splits: {sorted(predictions['split'].unique())})")
+    table = rows.pivot(index="id", columns="landmark", values=column).sort_index()
+    return [str(i) for i in table.index], table.to_numpy(dtype=np.float64)
+
+
+def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def bootstrap_interval(errors: np.ndarray, statistic: Callable[[np.ndarray], float], resamples: int = RESAMPLES,
+                       seed: int = SEED, level: float = LEVEL) -> tuple[float, float, float]:
+    """(statistic, lower, upper): the percentile bootstrap interval of ``statistic`` over images."""
+    e = np.asarray(errors, dtype=np.float64)
+    idx = _resample_indices(len(e), resamples, seed)
+    values = np.array([statistic(e[i]) for i in idx])
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(statistic(e)), float(lo), float(hi)
+
+
+def metric_intervals(errors: np.ndarray, radii: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED,
+                     level: float = LEVEL) -> pd.DataFrame:
+    """One row per metric (``mre``, ``sd``, ``sdr_<r>``): value and bootstrap interval over images."""
+    e = np.asarray(errors, dtype=np.float64)
+    idx = _resample_indices(len(e), resamples, seed)
+    names = ["mre", "sd", *[f"sdr_{r:g}" for r in radii]]
+    point = summarize(e, radii)
+    draws = np.array([[summarize(e[i], radii)[m] for m in names] for i in idx])
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(draws, [tail, 100 - tail], axis=0)
+    table = pd.DataFrame({"value": [point[m] for m in names], "lower": lo, "upper": hi}, index=names)
+    table.attrs.update(resamples=resamples, seed=seed, level=level, n_images=len(e))
+    return table
+
+
+def interval_columns(errors: np.ndarray, radii: Sequence[float], **kwargs) -> dict[str, float]:
+    """``<metric>_lower`` / ``<metric>_upper`` of :func:`metric_intervals`, as columns for a table row."""
+    table = metric_intervals(errors, radii, **kwargs)
+    return {f"{m}_{side}": float(table.loc[m, side]) for m in table.index for side in ("lower", "upper")}
+
+
+def per_landmark_intervals(errors: np.ndarray, names: Sequence[str] | None = None, resamples: int = RESAMPLES,
+                           seed: int = SEED, level: float = LEVEL) -> pd.DataFrame:
+    """Per landmark: MRE and its bootstrap interval (the same image resamples for every landmark)."""
+    e = np.asarray(errors, dtype=np.float64)
+    idx = _resample_indices(len(e), resamples, seed)
+    draws = e[idx].mean(axis=1)  # (resamples, K)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(draws, [tail, 100 - tail], axis=0)
+    index = list(names) if names is not None else [str(k + 1) for k in range(e.shape[1])]
+    return pd.DataFrame({"mre": e.mean(axis=0), "lower": lo, "upper": hi}, index=pd.Index(index, name="landmark"))
+
+
+def format_interval(value: float, lower: float, upper: float, digits: int = 2) -> str:
+    """``1.57 [1.44, 1.71]``."""
+    return f"{value:.{digits}f} [{lower:.{digits}f}, {upper:.{digits}f}]"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Run B minus run A on the same images (negative: B is better)."""
+
+    n_images: int
+    mre_a: float
+    mre_b: float
+    difference: float  # MRE of B - MRE of A
+    lower: float  # paired bootstrap interval of the difference
+    upper: float
+    wilcoxon_statistic: float
+    wilcoxon_p: float  # two-sided, on the per-image MRE differences
+
+    def text(self, digits: int = 3) -> str:
+        return (f"{self.difference:+.{digits}f} [{self.lower:+.{digits}f}, {self.upper:+.{digits}f}] "
+                f"(Wilcoxon p = {self.wilcoxon_p:.3g}, {self.n_images} images)")
+
+
+def paired_comparison(errors_a: np.ndarray, errors_b: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED,
+                      level: float = LEVEL) -> PairedComparison:
+    """Compare two runs evaluated on the same images (rows in the same order, e.g. from
+    :func:`errors_matrix`): the paired bootstrap resamples images and keeps each image's pair."""
+    a, b = np.asarray(errors_a, dtype=np.float64), np.asarray(errors_b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"the two runs must cover the same images and landmarks, got {a.shape} and {b.shape}")
+    per_image = b.mean(axis=1) - a.mean(axis=1)
+    diff, lo, hi = bootstrap_interval(per_image[:, None], lambda d: float(d.mean()), resamples, seed, level)
+    if np.allclose(per_image, 0):
+        stat, p = 0.0, 1.0
+    else:
+        test = stats.wilcoxon(per_image, alternative="two-sided")
+        stat, p = float(test.statistic), float(test.pvalue)
+    return PairedComparison(len(a), float(a.mean()), float(b.mean()), diff, lo, hi, stat, p)
+
+
+def conformal_radii(val_errors: np.ndarray, alpha: float = 0.1, val_peaks: np.ndarray | None = None) -> np.ndarray:
+    """Per landmark, the split-conformal radius from ``(N, K)`` validation errors.
+
+    Without peaks: ``r_k`` is the ``ceil((n + 1)(1 - alpha)) / n`` empirical quantile of landmark
+    ``k``'s errors (``inf`` when n is too small for the level). With ``val_peaks`` (the heatmap
+    maxima, ``(N, K)``), the score is ``error x peak`` and the returned values are the quantiles of
+    that score: the radius of a new prediction with peak ``p`` is ``q_k / p`` (see :func:`coverage`).
+    """
+    e = np.asarray(val_errors, dtype=np.float64)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    scores = e * np.asarray(val_peaks, dtype=np.float64) if val_peaks is not None else e
+    n = len(scores)
+    rank = int(np.ceil((n + 1) * (1 - alpha)))
+    if rank > n:
+        return np.full(scores.shape[1], np.inf)
+    return np.sort(scores, axis=0)[rank - 1]
+
+
+def coverage(errors: np.ndarray, radii: np.ndarray, peaks: np.ndarray | None = None,
+             names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per landmark (and ``all``): the share of test errors within the radius (%) and the mean radius.
+
+    ``radii`` from :func:`conformal_radii`; with ``peaks`` they are peak-scaled quantiles and each
+    prediction's radius is ``q_k / peak``."""
+    e = np.asarray(errors, dtype=np.float64)
+    q = np.asarray(radii, dtype=np.float64)[None, :]
+    r = q / np.maximum(np.asarray(peaks, dtype=np.float64), 1e-6) if peaks is not None else np.broadcast_to(q, e.shape)
+    inside = e <= r
+    index = list(names) if names is not None else [str(k + 1) for k in range(e.shape[1])]
+    table = pd.DataFrame({"coverage_%": inside.mean(axis=0) * 100, "mean_radius": r.mean(axis=0)},
+                         index=pd.Index(index, name="landmark"))
+    table.loc["all"] = [inside.mean() * 100, r.mean()]
+    return table
+
+
+def split_errors_and_peaks(predictions: pd.DataFrame, split: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, K)`` errors and heatmap peaks of one split (rows sorted by image id)."""
+    rows = predictions[predictions["split"] == split]
+    if rows.empty:
+        raise ValueError(f"no predictions for split {split!r} (splits: {sorted(predictions['split'].unique())})")
+    e = rows.pivot(index="id", columns="landmark", values=column).sort_index().to_numpy(np.float64)
+    p = rows.pivot(index="id", columns="landmark", values="peak").sort_index().to_numpy(np.float64)
+    return e, p
+
+
+def run_coverage(predictions: pd.DataFrame, column: str = "error_mm", alpha: float = 0.1,
+                 scaled: bool = False) -> pd.DataFrame:
+    """Conformal radii from a run's validation rows, and their coverage and mean radius on each of
+    its test splits: one row per (split, landmark), landmark ``all`` for the whole split."""
+    val_e, val_p = split_errors_and_peaks(predictions, "val", column)
+    q = conformal_radii(val_e, alpha, val_peaks=val_p if scaled else None)
+    names = (predictions.drop_duplicates("landmark").sort_values("landmark")["landmark_name"].astype(str).tolist()
+             if "landmark_name" in predictions else None)
+    tables = []
+    for split in [s for s in predictions["split"].unique() if s != "val"]:
+        e, p = split_errors_and_peaks(predictions, split, column)
+        table = coverage(e, q, peaks=p if scaled else None, names=names)
+        tables.append(table.assign(split=split, target_coverage_pct=100 * (1 - alpha), n_val=len(val_e)))
+    out = pd.concat(tables).reset_index().set_index(["split", "landmark"]) if tables else pd.DataFrame()
+    out.attrs.update(alpha=alpha, scaled=scaled, radii=q.tolist())
+    return out

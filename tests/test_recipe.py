@@ -1,0 +1,126 @@
+"""The training recipe's levers: lr schedules, progressive resizing, augmentation levels, execution options."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from farnetlib.data import AUGMENT_LEVELS
+from farnetlib.engine import TrainConfig, load_run, train
+from farnetlib.engine import autotune
+from farnetlib.engine.schedule import build_schedule, lr_factor
+from helpers import tiny
+
+
+def test_the_step_schedule_with_warm_up_matches_multisteplr_after_the_warm_up():
+    cfg = TrainConfig(epochs=6, milestones=[2, 4], lr_gamma=0.1, warmup_epochs=1)
+    spe = 5
+    factors = [lr_factor(cfg, s, spe) for s in range(6 * spe)]
+    assert factors[:spe] == pytest.approx([(s + 1) / spe for s in range(spe)])  # linear warm-up to 1
+    assert factors[spe:2 * spe] == pytest.approx([1.0] * spe)
+    assert factors[2 * spe:4 * spe] == pytest.approx([0.1] * 2 * spe)
+    assert factors[4 * spe:] == pytest.approx([0.01] * 2 * spe)
+
+
+def test_the_cosine_schedule_warms_up_then_falls_to_zero_at_the_last_step():
+    cfg = TrainConfig(epochs=10, schedule="cosine", warmup_epochs=2)
+    spe = 4
+    f = np.array([lr_factor(cfg, s, spe) for s in range(10 * spe + 1)])
+    assert f[7] == pytest.approx(1.0) and f[8] == pytest.approx(1.0)  # end of warm-up: the peak
+    assert np.all(np.diff(f[8:]) < 0) and f[-1] == pytest.approx(0.0, abs=1e-12)
+    assert f[8 + 16] == pytest.approx(0.5)  # half-way through the cosine part
+
+
+def test_the_plain_step_schedule_is_the_reference_multisteplr_stepped_per_epoch():
+    cfg = TrainConfig(epochs=4, milestones=[2])
+    schedule = build_schedule(cfg, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), steps_per_epoch=3)
+    assert isinstance(schedule.scheduler, torch.optim.lr_scheduler.MultiStepLR) and not schedule.per_step
+
+
+def test_progressive_epochs_train_smaller_with_sigma_scaled_and_validate_at_full_size(tmp_path):
+    cfg = tiny(tmp_path, run_name="prog", input_size=(128, 96), sigma=4.0, epochs=3, progressive_epochs=2,
+               schedule="cosine", warmup_epochs=1)
+    assert cfg.stage(0) == ((64, 64), pytest.approx(4.0 * (0.5 + 64 / 96) / 2), pytest.approx(4.0 * (0.5 + 64 / 96) / 2))
+    assert cfg.stage(2) == ((128, 96), 4.0, 4.0)
+    run = load_run(train(cfg, progress=False))
+    assert run["history"]["train_size"].tolist() == ["64x64", "64x64", "128x96"]
+    assert run["history"]["val_mre"].notna().all()
+    # the learning rate recorded at the start of each epoch follows the per-step cosine schedule
+    spe = 2  # 7 training images at batch 4
+    assert run["history"]["lr"].tolist() == pytest.approx([1e-3 * lr_factor(cfg, e * spe, spe) for e in range(3)])
+
+
+def test_cosine_epochs_may_not_change_on_resume(tmp_path):
+    from farnetlib.engine import ConfigError
+
+    cfg = tiny(tmp_path, run_name="cos", epochs=2, schedule="cosine")
+    train(cfg, stop_after_epochs=1, progress=False)
+    with pytest.raises(ConfigError, match="cosine schedule's horizon"):
+        train(replace(cfg, epochs=3), progress=False)
+
+
+def test_augmentation_levels_widen_every_range():
+    mild, standard, strong = (AUGMENT_LEVELS[k] for k in ("mild", "standard", "strong"))
+    for field in ("rotation_deg", "translate", "brightness", "noise_sd"):
+        assert getattr(mild, field) < getattr(standard, field) < getattr(strong, field), field
+    for field in ("scale", "gamma", "contrast"):
+        width = [np.ptp(getattr(a, field)) for a in (mild, standard, strong)]
+        assert width[0] < width[1] < width[2], field
+
+
+@pytest.mark.parametrize("bad,match", [({"augment_level": "wild"}, "augment_level"),
+                                       ({"schedule": "linear"}, "schedule"),
+                                       ({"progressive_epochs": 5, "epochs": 5}, "progressive_epochs"),
+                                       ({"channels_last": "yes"}, "channels_last"),
+                                       ({"eval_precision": "auto"}, "eval_precision"),
+                                       ({"time_limit": 0}, "time_limit")])
+def test_recipe_fields_are_checked(bad, match):
+    from farnetlib.engine import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**bad)
+
+
+def test_auto_measures_bf16_only_where_the_cpu_has_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(autotune, "cpu_has_native_bf16", lambda: False)
+    assert autotune.candidates(TrainConfig(precision="auto", channels_last="auto"), cpu) == [
+        ("fp32", False), ("fp32", True)]
+    monkeypatch.setattr(autotune, "cpu_has_native_bf16", lambda: True)
+    assert autotune.candidates(TrainConfig(precision="auto", channels_last=False), cpu) == [
+        ("fp32", False), ("bf16", False)]
+    assert autotune.candidates(TrainConfig(precision="bf16", channels_last="auto"), cpu) == [
+        ("bf16", False), ("bf16", True)]
+
+
+def test_auto_keeps_the_fastest_measured_option_and_a_resumed_run_reuses_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(autotune, "cpu_has_native_bf16", lambda: False)
+    cfg = tiny(tmp_path, run_name="auto", epochs=2, precision="auto", channels_last="auto")
+    speeds = {False: 2.0, True: 1.0}  # channels_last "faster" on this pretend CPU
+    monkeypatch.setattr(autotune, "_time_steps", lambda model, c, device, p, cl, steps: speeds[cl])
+    run_dir = train(cfg, stop_after_epochs=1, progress=False)
+    saved = json.loads((run_dir / "execution.json").read_text())
+    assert (saved["precision"], saved["channels_last"], saved["how"]) == ("fp32", True, "measured")
+    assert saved["step_seconds"] == {"fp32/nchw": 2.0, "fp32/channels_last": 1.0}
+    speeds.update({False: 1.0, True: 2.0})  # a re-measurement would now choose otherwise: it is not made
+    train(cfg, progress=False)
+    stretches = pd.read_csv(run_dir / "stretches.csv")
+    assert stretches["execution"].tolist() == ["measured", "reused"]
+    assert stretches["channels_last"].tolist() == [True, True]
+
+
+def test_evaluation_runs_in_fp32_whatever_the_training_precision(tmp_path):
+    from farnetlib.engine.evaluate import build_model, predict_source
+    from farnetlib.engine.sources import build_source
+
+    torch.manual_seed(0)
+    cfg = tiny(tmp_path, precision="bf16")
+    source = build_source(cfg, "test")
+    model = build_model(cfg, source.num_landmarks)
+    in_fp32 = predict_source(model, source, cfg, "test", progress=False)
+    same = predict_source(model, source, replace(cfg, precision="fp32"), "test", progress=False)
+    in_bf16 = predict_source(model, source, replace(cfg, eval_precision="bf16"), "test", progress=False)
+    pd.testing.assert_frame_equal(in_fp32, same)
+    assert not np.allclose(in_fp32[["pred_x", "pred_y"]], in_bf16[["pred_x", "pred_y"]], atol=1e-6)

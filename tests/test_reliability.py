@@ -1,0 +1,369 @@
+"""Reliability: nothing lost, nothing silently wrong, failures early (one test per defect of issue 23,
+numbered as there; each failed before its fix)."""
+import errno
+import json
+import shutil
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from farnetlib.data import DatasetError, ISBI2015, ImageCache, Synthetic, write_isbi_layout
+from farnetlib.data.hand import read_hand_csv
+from farnetlib.engine import ConfigError, TrainConfig, evaluate, load_run, train
+from farnetlib.engine.cli import main
+from helpers import tiny
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def isbi_copy(root: Path, n_train: int = 8, n_test: int = 3) -> Path:
+    write_isbi_layout(root, {"train": Synthetic(n_train, 19, (96, 80), seed=0),
+                             "test1": Synthetic(n_test, 19, (96, 80), seed=1)})
+    return root
+
+
+def isbi_cfg(tmp_path, root, **kw) -> TrainConfig:
+    return tiny(tmp_path / "runs", **{"dataset": "isbi2015", "root": str(root), "epochs": 1, "val_count": 2,
+                                       "test_splits": ["test1"], **kw})
+
+
+# --- records that are lost or wrong ---------------------------------------------------------------
+
+def test_01_repeated_set_keeps_every_pair(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--set", "bogus_a=1", "--set", "bogus_b=2", "bogus_c=3"])
+    assert stop.value.code == 2
+    assert "['bogus_a', 'bogus_b', 'bogus_c']" in capsys.readouterr().err  # before: only the last --set
+
+
+def test_02_a_damaged_record_is_named_and_the_run_is_not_called_finished(tmp_path):
+    from farnetlib.engine.runs import RunRecordError
+
+    cfg = tiny(tmp_path, run_name="dmg", epochs=1)
+    run_dir = train(cfg, progress=False)
+    (run_dir / "metrics.json").write_text("")  # what a full disk or a kill left behind, before atomic writes
+    with pytest.raises(RunRecordError, match=r"dmg/metrics.json is damaged"):
+        train(cfg, progress=False)
+    with pytest.raises(RunRecordError, match="metrics.json"):
+        load_run(run_dir)
+
+
+def test_02_17_an_interrupted_or_full_write_keeps_the_old_file_and_says_disk_full(tmp_path, monkeypatch):
+    from farnetlib.engine.runs import write_atomic
+
+    path = tmp_path / "metrics.json"
+    write_atomic(path, '{"old": 1}')
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("farnetlib.engine.runs.os.fsync", full)
+    with pytest.raises(OSError, match=r"no space left on device writing .*metrics.json \(\d+ MiB free\)"):
+        write_atomic(path, '{"new": 2}')
+    assert json.loads(path.read_text()) == {"old": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temporary left
+
+
+def test_17_a_checkpoint_on_a_full_disk_says_so_with_the_path_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    from farnetlib.engine.train import save_checkpoint
+
+    def failing_save(obj, f):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing "
+                           "file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match=r"no space left on device writing .*last.pt"):
+        save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_03_a_finished_runs_records_are_read_only(tmp_path, capsys):
+    cfg = tiny(tmp_path, run_name="ro", epochs=1)
+    run_dir = train(cfg, progress=False)
+    before = {name: (run_dir / name).read_bytes() for name in ("config.json", "environment.json", "stretches.csv")}
+    train(TrainConfig.from_dict({**cfg.to_dict(), "precision": "bf16", "threads": 1}))
+    assert "is finished" in capsys.readouterr().out
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+
+
+def test_04_one_lock_per_run_folder_refuses_a_second_writer_with_the_holders_pid(tmp_path):
+    import os
+
+    from farnetlib.engine.runs import RunLocked, run_lock
+
+    cfg = tiny(tmp_path, run_name="locked", epochs=1)
+    run_dir = train(cfg, progress=False)
+    with run_lock(run_dir, "a test"):
+        with pytest.raises(RunLocked, match=rf"in use by process {os.getpid()} \(a test\)"):
+            train(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), progress=False)
+        with pytest.raises(RunLocked, match="in use by process"):
+            evaluate(run_dir, "test", write=True, label="again")
+    evaluate(run_dir, "test", write=True, label="again")  # free again once the holder is done
+    assert "again" in json.loads((run_dir / "metrics.json").read_text())["splits"]
+
+
+def test_05_cache_files_get_unique_temporary_names_even_when_every_rank_seeds_alike(tmp_path, monkeypatch):
+    source = Synthetic(1, 3, (64, 64), seed=0)
+    source.image_paths = [tmp_path / "img.png"]
+    Image.fromarray(source.read_image(0)).save(source.image_paths[0])
+    names = []
+    real_save = np.save
+    monkeypatch.setattr(np, "save", lambda f, arr: (names.append(str(f)), real_save(f, arr)))
+    for _ in range(2):  # two "ranks": same seed, same image, same cache folder
+        np.random.seed(0)
+        cache = ImageCache(disk_dir=tmp_path / "cache")
+        cache.get(source, 0, (32, 32))
+        shutil.rmtree(tmp_path / "cache")
+    assert len(names) == 2 and names[0] != names[1]
+
+
+def test_06_evaluate_write_needs_a_run_folder_and_a_zero_batch_size_is_refused(tmp_path, capsys):
+    run_dir = train(tiny(tmp_path, run_name="ev", epochs=1), progress=False)
+    with pytest.raises(ConfigError, match="--write adds the result to a run folder"):
+        evaluate(run_dir / "checkpoints" / "best.pt", "test", write=True)
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(run_dir), "test", "--eval-batch-size", "0"])
+    assert stop.value.code == 2 and "'eval_batch_size' = 0: must be >= 1" in capsys.readouterr().err
+
+
+# --- failures that come too late, or block the fix -------------------------------------------------
+
+def test_07_a_bad_test_split_fails_at_load_and_a_damaged_validation_image_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="'test_splits'.*isbi2015 splits"):
+        TrainConfig(dataset="isbi2015", root="x", test_splits=["test3"])
+    root = isbi_copy(tmp_path / "isbi")
+    cfg = isbi_cfg(tmp_path, root, run_name="v")
+    from farnetlib.engine.sources import carve_validation
+
+    val_id = carve_validation(8, 2, cfg.split_seed)[1][0]
+    damaged = root / "RawImage" / "TrainingData" / f"{val_id + 1:03d}.png"
+    damaged.write_bytes(damaged.read_bytes()[:120])  # the header reads (size known), the pixels do not
+    with pytest.raises(DatasetError, match=f"unreadable image .*{val_id + 1:03d}.png"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "runs" / "v").exists()  # nothing trained, nothing written
+
+
+def test_07_evaluation_fields_and_paths_may_change_on_resume(tmp_path):
+    root = isbi_copy(tmp_path / "isbi")
+    cfg = isbi_cfg(tmp_path, root, run_name="moved", epochs=2)
+    train(cfg, stop_after_epochs=1, progress=False)
+    moved = shutil.copytree(root, tmp_path / "elsewhere")
+    changed = TrainConfig.from_dict({**cfg.to_dict(), "root": str(moved), "decoder": "argmax", "eval_batch_size": 3,
+                                     "test_splits": ["test1", "test2"]})
+    run = load_run(train(changed, progress=False))
+    assert len(run["history"]) == 2 and "test2" in run["metrics"]["skipped"]  # absent here: skipped, said why
+
+
+def test_08_a_failed_start_leaves_no_folder_that_blocks_the_corrected_command(tmp_path):
+    cfg = isbi_cfg(tmp_path, tmp_path / "no-such-copy", run_name="typo")
+    with pytest.raises(DatasetError, match="image folder not found"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "runs" / "typo").exists()
+    fixed = TrainConfig.from_dict({**cfg.to_dict(), "root": str(isbi_copy(tmp_path / "isbi")), "lr": 5e-4})
+    assert (train(fixed, progress=False) / "metrics.json").is_file()  # other fields too: a fresh start
+
+
+def test_09_a_degenerate_spine_gives_nan_angles_that_are_counted():
+    from farnetlib.spine import spine_metrics
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for image in ("a", "b"):
+        gt = np.stack([np.array([[10, 10], [50, 12], [10, 30], [50, 32]]) + [0, 40 * v] for v in range(17)]).reshape(-1, 2)
+        pred = gt + rng.normal(0, 1, gt.shape)
+        if image == "b":
+            pred[[4, 5]] = pred[4]  # vertebra 2: left and right top corners coincide ...
+            pred[[6, 7]] = pred[6]  # ... and the bottom ones
+        for k in range(68):
+            rows.append({"id": image, "landmark": k + 1, "pred_x": pred[k, 0], "pred_y": pred[k, 1],
+                         "gt_x": gt[k, 0], "gt_y": gt[k, 1], "image_h": 800, "image_w": 300})
+    out = spine_metrics(pd.DataFrame(rows))
+    assert out["degenerate_angle_images"] == 1 and out["angle_images"] == 1
+    assert np.isfinite(out["smape_%"]) and np.isfinite(out["normalised_mse"])
+
+
+def test_10_a_run_without_a_name_resumes_in_the_same_folder(tmp_path):
+    cfg = tiny(tmp_path, run_name=None, epochs=2)
+    first = train(cfg, stop_after_epochs=1, progress=False)
+    second = train(cfg, progress=False)
+    assert first == second and len(pd.read_csv(second / "history.csv")) == 2
+    assert train(TrainConfig.from_dict({**cfg.to_dict(), "lr": 5e-4}), stop_after_epochs=0, progress=False) != first
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("epochs", "2", "'epochs' = '2': must be an integer"),
+    ("epochs", True, "'epochs' = True: must be an integer"),
+    ("input_size", 64, "'input_size' = 64: must be a list of 2"),
+    ("augment", "yes", "'augment' = 'yes': must be true or false"),
+    ("milestones", [1, "x"], "'milestones'.*a list of integers"),
+])
+def test_11_config_types_are_checked_at_load_naming_the_field(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_dict({field: value})
+
+
+def test_11_a_bad_config_file_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"epochs": 3,}')
+    with pytest.raises(ConfigError, match=r"bad.json: not valid JSON .* line 1"):
+        TrainConfig.load(bad)
+    bad.write_text('{"epochs": "3"}')
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--config", str(bad)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "bad.json: config field 'epochs'" in err and "Traceback" not in err
+
+
+# --- bad data accepted silently ---------------------------------------------------------------------
+
+def test_12_a_test_image_copied_into_the_training_images_is_refused(tmp_path):
+    root = isbi_copy(tmp_path / "isbi")
+    shutil.copy(root / "RawImage/Test1Data/009.png", root / "RawImage/TrainingData/100.png")
+    for doctor in ("senior", "junior"):
+        d = root / "AnnotationsByMD" / f"400_{doctor}"
+        shutil.copy(d / "009.txt", d / "100.txt")
+    with pytest.raises(DatasetError, match=r"appear in two splits \(test leakage\).*100.png \(train\).*009.png \(test1\)"
+                       r"|appear in two splits \(test leakage\).*009.png \(test1\).*100.png \(train\)"):
+        train(isbi_cfg(tmp_path, root, run_name="leak"), progress=False)
+
+
+def test_13_a_partial_copy_is_said_counted_and_refused_on_request(tmp_path, capsys):
+    root = isbi_copy(tmp_path / "isbi")
+    run = load_run(train(isbi_cfg(tmp_path, root, run_name="part")))
+    assert "partial copy (train 8 of 150, test1 3 of 150 images)" in capsys.readouterr().out
+    assert run["metrics"]["image_counts"] == {"train": {"found": 8, "expected": 150},
+                                              "test1": {"found": 3, "expected": 150}}
+    with pytest.raises(DatasetError, match="partial copy"):
+        train(isbi_cfg(tmp_path, root, run_name="part2", partial="raise"), progress=False)
+
+
+def test_14_a_label_outside_the_image_in_one_doctors_file_is_named_though_the_mean_is_inside(tmp_path):
+    root = isbi_copy(tmp_path / "isbi", n_train=2, n_test=1)
+    (root / "AnnotationsByMD/400_senior/002.txt").write_text("70,10\n" + "5,5\n" * 18)
+    (root / "AnnotationsByMD/400_junior/002.txt").write_text("85,10\n" + "5,5\n" * 18)  # 80 px wide: outside
+    assert ISBI2015(root, "train", annotation="senior").landmarks[1, 0, 0] == 70
+    with pytest.raises(DatasetError, match=r"400_junior/002.txt \(image 002\): landmark 1 at \(85.0, 10.0\)"):
+        ISBI2015(root, "train")  # the mean (77.5) lies inside
+
+
+def test_15_a_duplicate_hand_id_is_an_error_and_verify_exits_non_zero(tmp_path):
+    csv = tmp_path / "all.csv"
+    row = "3001," + ",".join(["1"] * 74)
+    csv.write_text(f"{row}\n3002,{row[5:]}\n{row}\n")
+    with pytest.raises(DatasetError, match=r"all.csv:3: id 3001 appears again \(first on line 1\)"):
+        read_hand_csv(csv)
+    root = isbi_copy(tmp_path / "isbi", n_train=2, n_test=1)
+    out = subprocess.run([sys.executable, "-m", "farnetlib.data", "verify", "isbi2015", str(root)],
+                         capture_output=True, text=True)
+    assert "NOT OK" in out.stdout and out.returncode == 1
+
+
+def test_15_verify_says_when_an_annotation_file_does_not_parse(tmp_path):
+    from farnetlib.data.manifest import labels_outside
+
+    root = isbi_copy(tmp_path / "isbi", n_train=2, n_test=1)
+    (root / "AnnotationsByMD/400_senior/001.txt").write_text("garbage\n")
+    found, skipped = labels_outside(root, "isbi2015")
+    assert any("split train" in s and "001.txt" in s for s in skipped)  # before: skipped without a word
+
+
+def test_16_predict_skips_unreadable_files_keeps_overlays_apart_refuses_to_overwrite_reads_float_images(
+        tmp_path, capsys):
+    from farnetlib.data.io import read_gray
+    from farnetlib.engine.folder import predict_folder
+
+    run_dir = train(tiny(tmp_path, run_name="pred", epochs=1), progress=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = Synthetic(1, 5, (96, 80), seed=3).read_image(0)
+    Image.fromarray(pixels).save(images / "a.png")
+    Image.fromarray(pixels).save(images / "a.jpg")
+    (images / "broken.png").write_bytes(b"\x89PNG not an image")
+    Image.fromarray(pixels.astype(np.float32) / 255.0).save(images / "float.tif")
+    assert np.abs(read_gray(images / "float.tif").astype(int) - pixels).max() <= 1  # before: all black
+    with pytest.raises(SystemExit, match="1 unreadable image"):
+        main(["predict", str(run_dir), str(images), "--out", str(tmp_path / "out")])
+    assert "skipped" in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert sorted(table["image"].unique()) == ["a.jpg", "a.png", "float.tif"]
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["a.jpg.png", "a.png.png",
+                                                                                   "float.tif.png"]
+    with pytest.raises(FileExistsError, match="predictions.csv exists; pass --force"):
+        predict_folder(run_dir, images, tmp_path / "out", progress=False)
+    predict_folder(run_dir, images, tmp_path / "out", progress=False, force=True, overlays=False)
+
+
+# --- correctness on the GPU path and in tests ---------------------------------------------------------
+
+@pytest.mark.slow
+def test_20_the_wheel_ships_the_manifests_and_verify_runs_from_it(tmp_path):
+    src = tmp_path / "src"  # a copy: setuptools writes build/ into the tree it builds
+    shutil.copytree(REPO / "farnetlib", src / "farnetlib", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = next(tmp_path.glob("farnetlib-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"farnetlib/data/manifests/isbi2015.json", "farnetlib/data/manifests/hand_xray.json",
+            "farnetlib/data/manifests/aasce.json"} <= set(names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {"PYTHONPATH": str(site), "PATH": ""}
+    where = subprocess.run([sys.executable, "-c", "import farnetlib.data.manifest as m; print(m.MANIFEST_DIR)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr[-2000:]  # the wheel's copy
+    root = isbi_copy(tmp_path / "isbi", n_train=2, n_test=1)
+    out = subprocess.run([sys.executable, "-m", "farnetlib.data", "verify", "isbi2015", str(root)],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert "verify isbi2015" in out.stdout and "no manifest" not in out.stderr, out.stderr[-2000:]
+
+
+def test_21_predictions_are_in_original_pixels_after_an_anisotropic_resize():
+    """A stand-in model that outputs the exact Gaussian targets of each image: decoded and mapped
+    back, the predictions must equal the truth in original pixels (they would be off by the
+    resize factors 64/96 and 64/80 if left in model-input pixels)."""
+    from farnetlib.data import LandmarkDataset
+    from farnetlib.engine.evaluate import predict_source
+    from farnetlib.heatmaps import GaussianHeatmapEncoder
+
+    cfg = tiny(Path("unused"), decoder="quadratic")
+    source = Synthetic(4, 5, (96, 80), seed=1)  # 96 x 80 images -> 64 x 64 input: y x 0.667, x x 0.8
+    ds = LandmarkDataset(source, cfg.input_size)
+    items = [ds[j] for j in range(len(ds))]
+    encoder = GaussianHeatmapEncoder(2.0)
+
+    class Oracle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            fine = []
+            for image in x:
+                j = next(j for j, it in enumerate(items) if torch.equal(it["image"], image))
+                fine.append(encoder.encode(items[j]["landmarks"][None], cfg.input_size)[0])
+            fine = torch.stack(fine)
+            return types.SimpleNamespace(fine=fine, coarse=fine)
+
+    preds = predict_source(Oracle(), source, cfg, "test", progress=False)
+    assert preds["error_px"].max() < 0.05
+    assert np.allclose(preds[["pred_x", "pred_y"]], preds[["gt_x", "gt_y"]], atol=0.05)
+
+
+def test_12_the_official_isbi_releases_own_duplicates_are_kept_and_said(isbi_root):
+    """Test1 283 and 173 are pixel-identical copies of training images 038 and 144 in the release."""
+    from farnetlib.data import check_no_leakage
+
+    found = check_no_leakage({"train": ISBI2015(isbi_root, "train"), "test1": ISBI2015(isbi_root, "test1")})
+    assert sorted(found) == ["train 038 = test1 283", "train 144 = test1 173"]

@@ -1,0 +1,96 @@
+"""Bootstrap intervals, paired comparisons and conformal radii against cases with known answers."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from farnetlib.uncertainty import (conformal_radii, coverage, errors_matrix, format_interval, metric_intervals,
+                                   paired_comparison, per_landmark_intervals)
+
+
+def test_the_bootstrap_interval_of_the_mre_matches_the_normal_theory_one():
+    rng = np.random.default_rng(1)
+    n, sd = 400, 0.8
+    per_image = rng.normal(1.5, sd, size=n)
+    errors = np.repeat(per_image[:, None], 3, axis=1)  # landmarks of an image move together
+    table = metric_intervals(errors, radii=[2.0], resamples=4000)
+    half = table.loc["mre", "upper"] - table.loc["mre", "lower"]
+    expected = 2 * 1.96 * per_image.std(ddof=1) / np.sqrt(n)  # images, not the 3n landmarks, are the sample
+    assert half == pytest.approx(expected, rel=0.1)
+    assert table.loc["mre", "lower"] < table.loc["mre", "value"] < table.loc["mre", "upper"]
+    assert set(table.index) == {"mre", "sd", "sdr_2"} and table.attrs["n_images"] == n
+
+
+def test_intervals_are_seeded_and_per_landmark_rows_cover_each_landmark():
+    errors = np.random.default_rng(2).gamma(2.0, 0.7, size=(50, 4))
+    a = per_landmark_intervals(errors, names=list("abcd"), seed=7)
+    b = per_landmark_intervals(errors, names=list("abcd"), seed=7)
+    pd.testing.assert_frame_equal(a, b)
+    assert (a["lower"] <= a["mre"]).all() and (a["mre"] <= a["upper"]).all()
+    assert format_interval(1.5712, 1.4371, 1.7104) == "1.57 [1.44, 1.71]"
+
+
+def test_the_paired_comparison_of_constructed_runs_gives_the_exact_values():
+    a = np.tile(np.arange(1.0, 11.0)[:, None], (1, 2))  # 10 images, per-image MRE 1..10
+    b = a - 0.5  # B better by 0.5 mm on every image
+    result = paired_comparison(a, b)
+    assert result.difference == pytest.approx(-0.5) and result.lower == pytest.approx(-0.5)
+    assert result.upper == pytest.approx(-0.5) and result.n_images == 10
+    # all 10 differences of one sign: the exact two-sided signed-rank p is 2 / 2^10
+    assert result.wilcoxon_p == pytest.approx(2 / 2 ** 10)
+    c = a.copy()
+    c[:, :] += np.array([0.3, -0.1, 0.2, -0.4, 0.5, -0.6, 0.7, -0.8, 0.9, -1.0])[:, None]
+    mixed = paired_comparison(a, c)
+    assert mixed.wilcoxon_p == pytest.approx(stats.wilcoxon(c.mean(1) - a.mean(1)).pvalue)
+    assert mixed.lower < 0 < mixed.upper  # no difference beyond the noise
+    with pytest.raises(ValueError, match="same images"):
+        paired_comparison(a, a[:5])
+
+
+def test_split_conformal_radii_cover_one_minus_alpha_over_many_simulated_splits():
+    rng = np.random.default_rng(3)
+    alpha, covered = 0.1, []
+    for _ in range(400):
+        scale = np.array([0.5, 1.0, 3.0])  # three landmarks of different difficulty
+        val = rng.rayleigh(scale, size=(40, 3))
+        test = rng.rayleigh(scale, size=(100, 3))
+        covered.append(coverage(test, conformal_radii(val, alpha)).loc["all", "coverage_%"])
+    assert np.mean(covered) == pytest.approx(100 * (1 - alpha), abs=2.0)
+
+
+def test_peak_scaled_radii_are_smaller_where_the_heatmap_is_confident():
+    rng = np.random.default_rng(4)
+    peaks = rng.uniform(0.2, 1.0, size=(2000, 1))
+    errors = rng.rayleigh(0.5 / peaks)  # a low peak goes with a large error
+    val, test = slice(0, 1000), slice(1000, None)
+    q = conformal_radii(errors[val], 0.1, val_peaks=peaks[val])
+    table = coverage(errors[test], q, peaks=peaks[test])
+    assert table.loc["all", "coverage_%"] == pytest.approx(90, abs=3)
+    radius = q[0] / peaks[test, 0]
+    assert radius[peaks[test, 0] > 0.8].mean() < radius[peaks[test, 0] < 0.4].mean()
+    assert conformal_radii(errors[:5], 0.1)[0] == np.inf  # 5 images cannot give a 90 % guarantee
+
+
+def test_errors_matrix_reads_a_split_of_a_predictions_table():
+    rows = [{"split": s, "id": i, "landmark": k, "error_mm": float(10 * int(i) + k)}
+            for s in ("val", "test1") for i in ("002", "001") for k in (1, 2)]
+    ids, e = errors_matrix(pd.DataFrame(rows), "test1")
+    assert ids == ["001", "002"] and e.tolist() == [[11.0, 12.0], [21.0, 22.0]]
+    with pytest.raises(ValueError, match="no predictions for split 'test2'"):
+        errors_matrix(pd.DataFrame(rows), "test2")
+
+
+def test_ablation_paired_tests_compare_each_arm_with_the_reference_on_the_same_images():
+    from farnetlib.ablation import paired_tests
+
+    def run(name, offset):
+        rows = [{"split": "test1", "id": f"{i:03d}", "landmark": k, "error_mm": 1.0 + 0.1 * i + offset}
+                for i in range(12) for k in (1, 2)]
+        return {"name": name, "predictions": pd.DataFrame(rows), "metrics": {"splits": {"test1": {"unit": "mm"}}}}
+
+    table = paired_tests([run("ref", 0.0), run("worse", 0.25), run("same", 0.0)], "ref", "test1")
+    assert table.loc["worse", "difference"] == pytest.approx(0.25)
+    assert table.loc["worse", "wilcoxon_p"] == pytest.approx(2 / 2 ** 12)
+    assert table.loc["same", "difference"] == 0 and table.loc["same", "wilcoxon_p"] == 1.0
+    with pytest.raises(ValueError, match="no run named"):
+        paired_tests([run("a", 0)], "ref", "test1")
