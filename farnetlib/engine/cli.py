@@ -18,6 +18,7 @@ import os
 import sys
 
 from ..data import DatasetError
+from ..inference import MissingExtra
 from .config import ConfigError, TrainConfig, read_json_config
 from .evaluate import evaluate
 from .folder import predict_folder
@@ -64,7 +65,7 @@ def _config(args: argparse.Namespace, extra: dict | None = None) -> TrainConfig:
         raise ConfigError(str(err) if str(err).startswith(str(where)) else f"{where}: {err}") from None
 
 
-USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, FileExistsError, RunLocked, RunRecordError)
+USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, FileExistsError, RunLocked, RunRecordError, MissingExtra)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,6 +121,10 @@ def _main(argv: list[str]) -> None:
     e.add_argument("--label", help="name under which --write stores the result (default: the split, plus the "
                                    "ground truth and decoder where they differ from the run's, e.g. test1_senior)")
     e.add_argument("--force", action="store_true", help="with --write: replace an existing entry of that label")
+    e.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino"),
+                   help="what computes the heatmaps (decoding is the same fp32 code); recorded in the result")
+    e.add_argument("--backend-precision", default="fp32", choices=("fp32", "bf16"),
+                   help="openvino only: fp32 (pinned, the default) or bf16 (faster on CPUs with bf16; measured cost)")
     p = sub.add_parser("predict", help="predict landmarks on a folder of images: a CSV and overlays")
     p.add_argument("run", help="run folder or checkpoint file")
     p.add_argument("images", help="a folder of images, or one image")
@@ -128,6 +133,14 @@ def _main(argv: list[str]) -> None:
     p.add_argument("--no-overlays", action="store_true")
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="replace an existing predictions.csv in --out")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino"),
+                   help="what computes the heatmaps (farnetlib.inference.Predictor)")
+    p.add_argument("--backend-precision", default="fp32", choices=("fp32", "bf16"), help="openvino only")
+    x = sub.add_parser("export", help="export a run's selected model (ONNX or OpenVINO) with its preprocessing")
+    x.add_argument("run", help="run folder (with checkpoints/best.pt) or checkpoint file")
+    x.add_argument("--format", default="onnx", choices=("onnx", "openvino"))
+    x.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default: the run's input size")
+    x.add_argument("--out", help="output folder (default: <run>/export)")
     if not argv:
         ap.print_help()
         return
@@ -159,9 +172,15 @@ def _main(argv: list[str]) -> None:
         finished = set(study.finished())
         for arm in study.select(args.arms):
             print(f"{arm:28s} {'finished' if arm in finished else 'not finished'}  {study.run_dir(arm)}")
+    elif args.cmd == "export":
+        from ..inference import export_run
+
+        path = export_run(args.run, args.format, out_dir=args.out, input_size=args.input_size)
+        print(f"exported {path} (+ preprocess.json)")
     elif args.cmd == "predict":
         table = predict_folder(args.run, args.images, args.out, decoder=args.decoder,
-                               overlays=not args.no_overlays, device=args.device, force=args.force)
+                               overlays=not args.no_overlays, device=args.device, force=args.force,
+                               backend=args.backend, backend_precision=args.backend_precision)
         print(f"{table['image'].nunique()} images -> {args.out}/predictions.csv")
         for file, why in table.attrs["skipped"]:
             print(f"skipped {file}: {why}", file=sys.stderr)
@@ -171,7 +190,7 @@ def _main(argv: list[str]) -> None:
         over = {k: v for k, v in {"decoder": args.decoder, "ground_truth": args.ground_truth,
                                   "eval_batch_size": args.eval_batch_size}.items() if v is not None}
         _, metrics = evaluate(args.run, args.split, root=args.root, write=args.write, label=args.label,
-                              force=args.force, **over)
+                              force=args.force, backend=args.backend, backend_precision=args.backend_precision, **over)
         print(json.dumps(metrics, indent=2))
 
 

@@ -47,7 +47,8 @@ DATASET_DEFAULTS = {
 RESUMABLE_FIELDS = frozenset({
     "epochs", "num_workers", "threads", "device", "cudnn_benchmark", "finite_check_every", "precision",
     "channels_last", "compile", "time_limit",
-    "test_splits", "decoder", "eval_batch_size", "eval_channels_last", "eval_precision",
+    "test_splits", "decoder", "eval_batch_size", "eval_channels_last", "eval_precision", "backend",
+    "backend_precision",
     "root", "cache_dir", "results_dir", "run_name"})
 
 
@@ -108,6 +109,8 @@ class TrainConfig:
     eval_batch_size: int = 8  # batch size of validation/test prediction (memory only, not results)
     eval_channels_last: bool = True  # final/stand-alone evaluation in channels_last (faster inference on CPU too)
     eval_precision: str = "fp32"  # validation/test prediction; fp32: bf16 heatmaps blunt the sub-pixel decoders
+    backend: str = "torch"  # final test evaluation: torch | onnxruntime | openvino (farnetlib.inference)
+    backend_precision: str = "fp32"  # openvino only: fp32 (pinned) | bf16 (an explicit choice)
     # runtime
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -194,6 +197,10 @@ class TrainConfig:
                 raise bad(name, "must be >= 1")
         if self.eval_precision not in PRECISIONS[1:]:
             raise bad("eval_precision", f"must be one of {list(PRECISIONS[1:])}")
+        if self.backend not in ("torch", "onnxruntime", "openvino"):
+            raise bad("backend", "must be 'torch', 'onnxruntime' or 'openvino'")
+        if self.backend_precision not in ("fp32", "bf16"):
+            raise bad("backend_precision", "must be 'fp32' or 'bf16'")
         if self.channels_last not in (True, False, "auto"):
             raise bad("channels_last", "must be true, false or 'auto'")
         if self.augment_level not in ("mild", "standard", "strong"):

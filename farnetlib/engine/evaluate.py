@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
+from typing import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .runs import read_json_record, run_lock, write_atomic
 from .sources import build_source, describe_ground_truth
 
 __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_splits", "load_model",
-           "build_model", "result_label"]
+           "build_model", "result_label", "backend_heatmaps"]
 
 
 @torch.no_grad()
@@ -48,8 +49,12 @@ def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decod
 
 @torch.no_grad()
 def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, split: str,
-                   indices: list[int] | None = None, cache=None, progress: bool = True) -> pd.DataFrame:
-    """One row per image x landmark: predictions and ground truth in original pixels, errors in px/mm."""
+                   indices: list[int] | None = None, cache=None, progress: bool = True,
+                   heatmaps: Callable[[torch.Tensor], torch.Tensor] | None = None) -> pd.DataFrame:
+    """One row per image x landmark: predictions and ground truth in original pixels, errors in px/mm.
+
+    ``heatmaps`` (a normalised CPU batch -> fine heatmaps, e.g. an ONNX Runtime or OpenVINO backend
+    of :mod:`farnetlib.inference`) replaces the model's forward pass; decoding is the same fp32 code."""
     device = next(model.parameters()).device
     precision = resolve_precision(cfg.eval_precision, device)
     channels_last = is_channels_last(model)  # inputs follow the model's memory layout
@@ -60,8 +65,11 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
     model.eval()
     rows, names = [], source.landmark_names
     for batch in tqdm(loader, desc=f"predict {split}", leave=False, disable=not progress):
-        with autocast(device, precision):
-            fine = model(to_layout(batch["image"].to(device, non_blocking=True), channels_last)).fine
+        if heatmaps is not None:
+            fine = heatmaps(batch["image"])
+        else:
+            with autocast(device, precision):
+                fine = model(to_layout(batch["image"].to(device, non_blocking=True), channels_last)).fine
         pts, peak = decoder.decode(fine.float())
         pts, peak = pts.cpu().double().numpy(), peak.cpu().numpy()
         for b in range(len(pts)):
@@ -116,21 +124,34 @@ def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None
 
 
 def evaluate_splits(model: FARNet, cfg: TrainConfig, source: LandmarkSource, val_idx: list[int], cache,
-                    progress: bool = True, test_sources: dict | None = None) -> tuple[list[pd.DataFrame], dict]:
+                    progress: bool = True, test_sources: dict | None = None,
+                    heatmaps: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[list[pd.DataFrame], dict]:
     """Predictions and metrics of the validation images and of each test split the config names
     (``test_sources``: split -> source, or the reason it is absent, as opened at the start of
     training; opened here when None); absent splits are listed under ``skipped`` with the reason."""
     if test_sources is None:
         test_sources = open_test_splits(cfg)
-    frames = [predict_source(model, source, cfg, "val", indices=val_idx, cache=cache, progress=progress)]
+    frames = [predict_source(model, source, cfg, "val", indices=val_idx, cache=cache, progress=progress,
+                             heatmaps=heatmaps)]
     metrics = {"splits": {"val": split_metrics(frames[0], cfg, source)}, "skipped": {}}
     for split, test_source in test_sources.items():
         if isinstance(test_source, str):
             metrics["skipped"][split] = test_source
             continue
-        frames.append(predict_source(model, test_source, cfg, split, cache=cache, progress=progress))
+        frames.append(predict_source(model, test_source, cfg, split, cache=cache, progress=progress,
+                                     heatmaps=heatmaps))
         metrics["splits"][split] = split_metrics(frames[-1], cfg, test_source)
     return frames, metrics
+
+
+def backend_heatmaps(run_or_checkpoint: Path, backend: str, precision: str = "fp32"):
+    """(heatmap function or None for the model's own forward pass, what computed them) for a backend."""
+    if backend == "torch":
+        return None, {"backend": "torch", "precision": "fp32"}  # evaluate() runs the model in fp32
+    from ..inference import heatmap_backend
+
+    impl, _ = heatmap_backend(run_or_checkpoint, backend, precision)
+    return (lambda x: torch.from_numpy(impl(x.numpy()))), {"backend": impl.name, "precision": impl.precision}
 
 
 def result_label(split: str, run_cfg: TrainConfig, eval_cfg: TrainConfig) -> str:
@@ -146,7 +167,7 @@ def result_label(split: str, run_cfg: TrainConfig, eval_cfg: TrainConfig) -> str
 
 def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None = None,
              device: str = "auto", write: bool = False, label: str | None = None, force: bool = False,
-             **overrides) -> tuple[pd.DataFrame, dict]:
+             backend: str = "torch", backend_precision: str = "fp32", **overrides) -> tuple[pd.DataFrame, dict]:
     """Evaluate a run's selected checkpoint (``checkpoints/best.pt``) on ``split``.
 
     ``root`` points at another copy of the dataset, e.g. the official ISBI layout holding Test2,
@@ -176,8 +197,9 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
                 raise FileExistsError(f"{path / 'metrics.json'} already holds an entry {label!r}; pass force=True "
                                       "(--force) to replace it, or another label (--label)")
         source = build_source(cfg, split)
-        preds = predict_source(model, source, cfg, label)
-        metrics = {**split_metrics(preds, cfg, source), "split": split, "label": label}
+        fn, execution = backend_heatmaps(path, backend, backend_precision)
+        preds = predict_source(model, source, cfg, label, heatmaps=fn)
+        metrics = {**split_metrics(preds, cfg, source), "split": split, "label": label, "execution": execution}
         if write:
             old = pd.read_csv(path / "predictions.csv", dtype={"id": str})
             allm = read_json_record(path / "metrics.json")

@@ -8,6 +8,7 @@ low values deserve a look).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ..data.io import IMAGE_SUFFIXES, DatasetError, read_gray
-from .evaluate import load_model, predict
+from ..inference import Predictor
 from .runs import write_atomic
 
 __all__ = ["predict_folder", "list_images"]
@@ -37,7 +38,8 @@ def list_images(path: str | Path) -> list[Path]:
 
 def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: str | Path,
                    decoder: str | None = None, overlays: bool = True, device: str = "auto",
-                   progress: bool = True, force: bool = False) -> pd.DataFrame:
+                   progress: bool = True, force: bool = False, backend: str = "torch",
+                   backend_precision: str = "fp32") -> pd.DataFrame:
     """Predict every image under ``images``; write ``predictions.csv`` (and ``overlays/<file>.png``,
     named after the whole file name so that ``a.png`` and ``a.jpg`` keep two overlays).
 
@@ -45,44 +47,31 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
     ``table.attrs["skipped"]`` (file, reason). An existing ``predictions.csv`` is not overwritten
     unless ``force``."""
     path = Path(run_or_checkpoint)
-    ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint at {ckpt}")
     files = list_images(images)
     out_dir = Path(out_dir)
     if (out_dir / "predictions.csv").is_file() and not force:
         raise FileExistsError(f"{out_dir / 'predictions.csv'} exists; pass --force to replace it, or another --out")
-    model, cfg = load_model(ckpt, device)
+    predictor = Predictor.from_run(path, backend=backend, precision=backend_precision, device=device)
+    if decoder:
+        predictor = Predictor(predictor.backend, replace(predictor.pre, decoder=decoder), predictor.batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = _landmark_names(cfg, model.num_landmarks)
-    rows, skipped = [], []
+    tables, skipped = [], []
     for file in tqdm(files, desc="predict", disable=not progress):
         try:
             image = read_gray(file)
         except DatasetError as err:
             skipped.append((str(file), str(err)))
             continue
-        pts, peak = predict(model, image, cfg.input_size, decoder or cfg.decoder, cfg.reference_0_255,
-                            cfg.eval_precision, return_peak=True)
-        for k, (px, py) in enumerate(pts):
-            rows.append({"image": file.name, "landmark": k + 1, "landmark_name": names[k], "x": px, "y": py,
-                         "peak": float(peak[k])})
+        table = predictor.predict(image).assign(image=file.name)
+        tables.append(table)
         if overlays:
-            _overlay(image, pts, out_dir / "overlays" / f"{file.name}.png")
-    table = pd.DataFrame(rows, columns=["image", "landmark", "landmark_name", "x", "y", "peak"])
+            _overlay(image, table[["x", "y"]].to_numpy(), out_dir / "overlays" / f"{file.name}.png")
+    columns = ["image", "landmark", "landmark_name", "x", "y", "peak"]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     write_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
     table.attrs["skipped"] = skipped
+    table.attrs["execution"] = predictor.description
     return table
-
-
-def _landmark_names(cfg, k: int) -> list[str]:
-    from ..data import AASCESpine, ISBI_LANDMARKS
-
-    if cfg.dataset == "isbi2015" and k == len(ISBI_LANDMARKS):
-        return list(ISBI_LANDMARKS)
-    if cfg.dataset == "aasce" and k == AASCESpine.num_landmarks:
-        return list(AASCESpine.landmark_names)
-    return [str(i + 1) for i in range(k)]
 
 
 def _overlay(image: np.ndarray, pts: np.ndarray, path: Path) -> None:

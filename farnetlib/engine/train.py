@@ -32,7 +32,7 @@ from ..model import parameter_counts
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from .data import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
-from .evaluate import build_model, evaluate_splits, predict_source, split_metrics
+from .evaluate import backend_heatmaps, build_model, evaluate_splits, predict_source, split_metrics
 from .precision import make_scaler, to_layout
 from .autotune import choose_execution, save_execution
 from .runs import atomic_path, environment, read_json_record, run_lock, write_atomic
@@ -353,13 +353,16 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: 
     model = to_layout(build_model(cfg, data.source.num_landmarks), cfg.eval_channels_last)
     model.load_state_dict(state["model"])
     model.to(device)
-    frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress, data.test_sources)
+    heatmaps, execution = backend_heatmaps(run_dir, cfg.backend, cfg.backend_precision)
+    frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress, data.test_sources,
+                                      heatmaps=heatmaps)
     metrics = {"run": run_dir.name, "selected_epoch": state["epoch"] + 1, "selection": "lowest validation MRE",
                "val_count": len(data.val_idx), "train_count": len(data.source) - len(data.val_idx),
                "image_counts": data.image_counts, "known_duplicates": data.known_duplicates,
                "parameters": parameter_counts(model), "final_evaluation_seconds": time.perf_counter() - t0,
                **metrics}
-    metrics["execution"] = {"eval_precision": cfg.eval_precision, "eval_channels_last": cfg.eval_channels_last,
-                            "backend": "torch"}
+    if cfg.backend == "torch":
+        execution = {**execution, "precision": cfg.eval_precision, "channels_last": cfg.eval_channels_last}
+    metrics["execution"] = execution  # what computed the test heatmaps
     write_atomic(run_dir / "predictions.csv", pd.concat(frames).to_csv(index=False))
     write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))

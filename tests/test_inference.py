@@ -1,0 +1,85 @@
+"""Exported models and inference backends: parity with eager PyTorch, the Predictor, clear errors."""
+import builtins
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from farnetlib.data import Synthetic
+from farnetlib.engine import train
+from farnetlib.inference import MissingExtra, Predictor, export_run
+from helpers import tiny
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained run (2 epochs on synthetic data) and a few test images."""
+    root = tmp_path_factory.mktemp("inference")
+    run_dir = train(tiny(root, run_name="inf", decoder="quadratic"), progress=False)
+    images = [s.image for s in Synthetic(3, 5, (96, 80), seed=21)]
+    return run_dir, images
+
+
+@pytest.mark.parametrize("backend,module", [("onnxruntime", "onnxruntime"), ("openvino", "openvino")])
+def test_each_backend_agrees_with_eager_pytorch_within_a_hundredth_of_a_pixel(trained, backend, module):
+    pytest.importorskip(module)
+    run_dir, images = trained
+    eager, _ = Predictor.from_run(run_dir, backend="torch", device="cpu").predict_arrays(images)
+    fast = Predictor.from_run(run_dir, backend=backend)
+    pts, peaks = fast.predict_arrays(images)
+    assert np.abs(pts - eager).max() < 0.01
+    assert fast.description == {"backend": backend, "precision": "fp32", "decoder": "quadratic"}  # pinned, read back
+
+
+def test_an_export_alone_serves_predictions_in_original_pixels(trained, tmp_path):
+    pytest.importorskip("onnxruntime")
+    run_dir, images = trained
+    path = export_run(run_dir, "onnx", out_dir=tmp_path / "export")
+    assert path.name == "model.onnx" and (tmp_path / "export" / "preprocess.json").is_file()
+    from_file = Predictor.from_export(path).predict_arrays(images)[0]
+    eager = Predictor.from_run(run_dir, device="cpu").predict_arrays(images)[0]
+    assert np.abs(from_file - eager).max() < 0.01
+
+
+def test_the_evaluation_records_its_backend_and_matches_torch(trained):
+    pytest.importorskip("onnxruntime")
+    from farnetlib.engine import evaluate
+
+    run_dir, _ = trained
+    torch_preds, torch_m = evaluate(run_dir, "test")
+    ort_preds, ort_m = evaluate(run_dir, "test", backend="onnxruntime")
+    assert torch_m["execution"]["backend"] == "torch" and ort_m["execution"]["backend"] == "onnxruntime"
+    assert np.abs(ort_preds[["pred_x", "pred_y"]].to_numpy() - torch_preds[["pred_x", "pred_y"]].to_numpy()).max() < 0.01
+
+
+def test_a_missing_backend_package_names_the_extra(trained, monkeypatch):
+    run_dir, _ = trained
+    real_import = builtins.__import__
+
+    def no_ort(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(MissingExtra, match=r"pip install 'farnetlib\[onnx\]'"):
+        Predictor.from_run(run_dir, backend="onnxruntime")
+
+
+def test_the_predictor_round_trips_with_farnet_predicts_csv(trained, tmp_path):
+    from PIL import Image
+
+    from farnetlib.engine.cli import main
+
+    run_dir, images = trained
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"im{i}.png")
+    main(["predict", str(run_dir), str(folder), "--out", str(tmp_path / "out"), "--no-overlays"])
+    csv = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    direct = Predictor.from_run(run_dir, device="cpu").predict_files(sorted(folder.iterdir()), progress=False)
+    pd.testing.assert_frame_equal(csv[["image", "landmark", "x", "y"]], direct[["image", "landmark", "x", "y"]])
+    one = Predictor.from_run(run_dir, device="cpu").predict(folder / "im0.png")
+    assert len(one) == 5 and list(one["landmark"]) == [1, 2, 3, 4, 5]
+    assert np.allclose(one[["x", "y"]], direct[direct["image"] == "im0.png"][["x", "y"]])
