@@ -46,8 +46,7 @@ def one(variant: str, size: tuple[int, int], batch: int, steps: int, backbone: s
 
     from _common import time_fn
     from farnetlib import FARNet
-    from farnetlib.engine.steps import StepContext, train_step
-    from farnetlib.heatmaps import GaussianHeatmapEncoder
+    from farnetlib.engine.steps import StepContext, make_codecs, train_step
     from farnetlib.losses import CoarseToFineLoss, EWCLoss
 
     opts = VARIANTS[variant]
@@ -59,9 +58,9 @@ def one(variant: str, size: tuple[int, int], batch: int, steps: int, backbone: s
     model.train()
     net = torch.compile(model) if opts["compile"] else model
     opt = torch.optim.Adam(model.parameters(), 1e-3)
+    coarse, fine = make_codecs(size, 3.0, 3.0)
     ctx = StepContext(device=torch.device("cpu"), precision=opts["precision"], channels_last=opts["channels_last"],
-                      input_size=size, encoder_fine=GaussianHeatmapEncoder(3.0),
-                      encoder_coarse=GaussianHeatmapEncoder(3.0), criterion=CoarseToFineLoss(EWCLoss(40.0)))
+                      input_size=size, codec_fine=fine, codec_coarse=coarse, criterion=CoarseToFineLoss(EWCLoss(40.0)))
     h, w = size
     g = torch.Generator().manual_seed(0)
     batch_data = {"image": torch.randn(batch, 3, h, w, generator=g),

@@ -27,8 +27,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     from farnetlib import FARNet
-    from farnetlib.engine.steps import StepContext, train_step
-    from farnetlib.heatmaps import GaussianHeatmapEncoder
+    from farnetlib.engine.steps import StepContext, make_codecs, train_step
     from farnetlib.losses import CoarseToFineLoss, EWCLoss
 
     torch.set_num_threads(args.threads)
@@ -36,8 +35,8 @@ def main() -> None:
     h, w = args.size
     model = FARNet(19, args.backbone, fine_width=args.fine_width).train()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    ctx = StepContext(torch.device("cpu"), "fp32", False, (h, w), GaussianHeatmapEncoder(3.0),
-                      GaussianHeatmapEncoder(3.0), CoarseToFineLoss(EWCLoss(40.0)))
+    coarse, fine = make_codecs((h, w), 3.0, 3.0)
+    ctx = StepContext(torch.device("cpu"), "fp32", False, (h, w), fine, coarse, CoarseToFineLoss(EWCLoss(40.0)))
     batch = {"image": torch.randn(args.batch, 3, h, w), "landmarks": torch.rand(args.batch, 19, 2) * torch.tensor([w - 1.0, h - 1.0])}
     train_step(model, opt, None, batch, ctx)  # warm-up
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

@@ -122,7 +122,7 @@ def _landmark_names(dataset: str, k: int) -> list[str]:
 
 
 def _load_run_model(run_dir: Path):
-    from .engine.evaluate import load_model
+    from .engine.evaluation import load_model
 
     ckpt = run_dir / "checkpoints" / "best.pt" if run_dir.is_dir() else run_dir
     if not ckpt.is_file():

@@ -35,7 +35,7 @@ def summary_table(runs: list[dict], intervals: bool = True) -> pd.DataFrame:
                    **{q: (str(m[q]) if isinstance(m.get(q), list) else m.get(q)) for q in QUALIFIERS},
                    "n_images": m["n_images"], "mre": m["mre"], "sd": m["sd"]}
             row.update({k: v for k, v in m.items() if k.startswith("sdr_")})
-            if intervals:
+            if intervals and "predictions" in run:  # (test doubles may carry metrics only)
                 _, errors = errors_matrix(run["predictions"], split, "error_mm" if m["unit"] == "mm" else "error_px")
                 row.update(interval_columns(errors, m.get("radii", [])))
             if cfg["dataset"] == "hand_xray":

@@ -79,7 +79,7 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tmp_path):
-    from farnetlib.engine.train import save_checkpoint
+    from farnetlib.engine.training import save_checkpoint
     path = tmp_path / "last.pt"
     save_checkpoint({"epoch": 3, "w": torch.arange(4)}, path)
 
@@ -162,9 +162,7 @@ def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
 def test_resume_loads_the_checkpoint_on_cpu_whatever_the_device(tmp_path, monkeypatch):
     """RNG states must stay CPU tensors: last.pt is read with map_location='cpu' (loading it onto a
     GPU made torch.set_rng_state raise), and every generator's state comes back."""
-    import importlib
-
-    train_mod = importlib.import_module("farnetlib.engine.train")  # the module, not the function
+    from farnetlib.engine import training as train_mod
     cfg = tiny(tmp_path, run_name="rng")
     run_dir = train(cfg, stop_after_epochs=1, progress=False)
     state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
@@ -193,7 +191,7 @@ def test_run_started_without_fp16_resumes_with_fp16_and_its_scaler(tmp_path):
 def test_rng_state_round_trip():
     import random
 
-    from farnetlib.engine.train import restore_rng, rng_state
+    from farnetlib.engine.training import restore_rng, rng_state
 
     saved = rng_state()
     a = (random.random(), np.random.rand(), torch.rand(1).item())

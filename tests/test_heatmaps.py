@@ -70,3 +70,45 @@ def test_bad_inputs_raise():
         ArgmaxDecoder().decode(torch.full((1, 1, 4, 4), float("nan")))
     with pytest.raises(ValueError, match="argmax.*quadratic"):
         build_decoder("dsnt")
+
+
+@pytest.mark.parametrize("sigma", [1.5, 3.0, 10.0])
+@pytest.mark.parametrize("blur", [0, 11])
+def test_the_dark_decoder_is_exact_on_synthetic_gaussians_at_random_subpixel_positions(sigma, blur):
+    from farnetlib.heatmaps import DarkDecoder
+
+    h, w = 96, 80
+    pts = _random_points(200, h, w, margin=8, seed=int(sigma * 10) + blur)
+    hms = GaussianHeatmapEncoder(sigma).encode(pts, (h, w))[None]
+    dark, peak = DarkDecoder(blur_kernel=blur).decode(hms)
+    err = (dark[0] - pts).norm(dim=-1)
+    assert err.max().item() <= 0.05 and err.mean().item() <= 0.01
+    assert torch.equal(peak, hms.flatten(-2).amax(-1))
+
+
+def test_the_dark_decoder_beats_argmax_on_noisy_gaussians():
+    from farnetlib.heatmaps import DarkDecoder
+
+    h, w = 64, 64
+    pts = _random_points(300, h, w, margin=8, seed=5)
+    gen = torch.Generator().manual_seed(0)
+    hms = GaussianHeatmapEncoder(2.0).encode(pts, (h, w))[None]
+    noisy = (hms + 0.05 * torch.randn(hms.shape, generator=gen)).clamp_min(0)
+    arg = (ArgmaxDecoder().decode(noisy)[0][0] - pts).norm(dim=-1).mean()
+    dark = (DarkDecoder().decode(noisy)[0][0] - pts).norm(dim=-1).mean()
+    assert dark < 0.7 * arg
+
+
+def test_the_codec_encodes_input_pixels_and_decodes_back_to_them_at_half_resolution():
+    from farnetlib.heatmaps import HeatmapCodec
+
+    pts = _random_points(50, 128, 96, margin=12, seed=3)  # (x, y) in 128 x 96 input pixels
+    for decoder in ("quadratic", "dark"):
+        coarse = HeatmapCodec((128, 96), (64, 48), sigma=2.0, decoder=decoder)
+        targets = coarse.encode(pts)
+        assert targets.shape == (50, 64, 48)
+        back, _ = coarse.decode(targets[None].to(torch.bfloat16))  # any precision in, fp32 decoding
+        assert back.dtype == torch.float32 and back.shape == (1, 50, 2)
+        assert (back[0] - pts).norm(dim=-1).max().item() < 0.25  # bf16 rounding of the heatmap values
+    with pytest.raises(ValueError, match="this codec's are"):
+        coarse.decode(torch.zeros(1, 50, 32, 32))

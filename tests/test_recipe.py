@@ -112,7 +112,7 @@ def test_auto_keeps_the_fastest_measured_option_and_a_resumed_run_reuses_it(tmp_
 
 
 def test_evaluation_runs_in_fp32_whatever_the_training_precision(tmp_path):
-    from farnetlib.engine.evaluate import build_model, predict_source
+    from farnetlib.engine.evaluation import build_model, predict_source
     from farnetlib.engine.sources import build_source
 
     torch.manual_seed(0)
@@ -124,3 +124,14 @@ def test_evaluation_runs_in_fp32_whatever_the_training_precision(tmp_path):
     in_bf16 = predict_source(model, source, replace(cfg, eval_precision="bf16"), "test", progress=False)
     pd.testing.assert_frame_equal(in_fp32, same)
     assert not np.allclose(in_fp32[["pred_x", "pred_y"]], in_bf16[["pred_x", "pred_y"]], atol=1e-6)
+
+
+def test_the_codecs_give_exactly_the_targets_training_always_used():
+    from farnetlib.engine.steps import make_codecs
+    from farnetlib.heatmaps import GaussianHeatmapEncoder, rescale_points
+
+    pts = torch.rand(2, 5, 2) * torch.tensor([95.0, 127.0])
+    coarse, fine = make_codecs((128, 96), 3.0, 2.0)
+    assert torch.equal(fine.encode(pts), GaussianHeatmapEncoder(3.0).encode(pts, (128, 96)))
+    assert torch.equal(coarse.encode(pts), GaussianHeatmapEncoder(2.0).encode(rescale_points(pts, (128, 96), (64, 48)),
+                                                                              (64, 48)))

@@ -73,7 +73,7 @@ def test_02_17_an_interrupted_or_full_write_keeps_the_old_file_and_says_disk_ful
 
 
 def test_17_a_checkpoint_on_a_full_disk_says_so_with_the_path_and_leaves_no_partial_file(tmp_path, monkeypatch):
-    from farnetlib.engine.train import save_checkpoint
+    from farnetlib.engine.training import save_checkpoint
 
     def failing_save(obj, f):
         Path(f).write_bytes(b"partial")
@@ -334,7 +334,7 @@ def test_21_predictions_are_in_original_pixels_after_an_anisotropic_resize():
     back, the predictions must equal the truth in original pixels (they would be off by the
     resize factors 64/96 and 64/80 if left in model-input pixels)."""
     from farnetlib.data import LandmarkDataset
-    from farnetlib.engine.evaluate import predict_source
+    from farnetlib.engine.evaluation import predict_source
     from farnetlib.heatmaps import GaussianHeatmapEncoder
 
     cfg = tiny(Path("unused"), decoder="quadratic")

@@ -1,5 +1,4 @@
 """Interruptible training: the time limit, SIGTERM/SIGINT, and the record of each stretch."""
-import importlib
 import json
 import os
 import signal
@@ -9,10 +8,9 @@ import pandas as pd
 import pytest
 
 from farnetlib.engine import load_run, stopping, train
+from farnetlib.engine import training as train_module  # the module (farnetlib.engine.train is the function)
 from farnetlib.engine.stopping import estimate_epoch_seconds
 from helpers import tiny
-
-train_module = importlib.import_module("farnetlib.engine.train")  # the module, not the function re-exported
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
+from ..spine import CORNERS
 from .base import LandmarkSource
 from .io import DatasetError
 
 __all__ = ["AASCESpine", "read_spine_mat"]
 
-CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
 def read_spine_mat(path: Path, k: int = 68) -> np.ndarray:
@@ -52,6 +52,8 @@ class AASCESpine(LandmarkSource):
     name = "aasce"
     num_landmarks = 68
     landmark_names = tuple(f"v{v + 1}-{c}" for v in range(17) for c in CORNERS)
+    # mirrored left-right, each vertebra's left and right corners swap (test-time flip: farnetlib.tta)
+    flip_permutation = tuple(4 * v + c for v in range(17) for c in (1, 0, 3, 2))
 
     def __init__(self, root: str | Path, split: str = "training", missing: str = "raise",
                  outside: str = "raise") -> None:

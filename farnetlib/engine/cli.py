@@ -20,12 +20,12 @@ import sys
 from ..data import DatasetError
 from ..inference import MissingExtra
 from .config import ConfigError, TrainConfig, read_json_config
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .folder import predict_folder
 from .folds import train_folds
 from .runs import RunLocked, RunRecordError, load_run
 from .study import load_study, train_study
-from .train import train
+from .training import train
 
 
 def _overrides(pairs: list[str]) -> dict:

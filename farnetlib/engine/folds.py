@@ -11,7 +11,7 @@ from typing import Sequence
 
 from .config import ConfigError, TrainConfig
 from .stopping import Deadline, previous_history
-from .train import train
+from .training import train
 
 __all__ = ["train_folds", "fold_run_name"]
 

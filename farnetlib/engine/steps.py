@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..heatmaps import GaussianHeatmapEncoder, rescale_points
+from ..heatmaps import HeatmapCodec
 from .precision import autocast, to_layout
 
-__all__ = ["StepContext", "make_targets", "train_step", "LOSS_KEYS"]
+__all__ = ["StepContext", "make_codecs", "make_targets", "train_step", "LOSS_KEYS"]
 
 LOSS_KEYS = ("loss", "coarse", "fine")
 
@@ -27,18 +27,22 @@ class StepContext:
     precision: str  # resolved: fp32 | bf16 | fp16
     channels_last: bool
     input_size: tuple[int, int]  # (H, W) of the model input = fine heatmap
-    encoder_fine: GaussianHeatmapEncoder
-    encoder_coarse: GaussianHeatmapEncoder
+    codec_fine: HeatmapCodec  # input pixels <-> the fine heatmap (the input size)
+    codec_coarse: HeatmapCodec  # input pixels <-> the coarse heatmap (half the input size)
     criterion: nn.Module  # CoarseToFineLoss
+
+
+def make_codecs(input_size: tuple[int, int], sigma: float, sigma_coarse: float,
+                decoder: str = "quadratic") -> tuple[HeatmapCodec, HeatmapCodec]:
+    """FARNet's two outputs: (coarse at half the input size, fine at the input size)."""
+    h, w = input_size
+    return (HeatmapCodec((h, w), (h // 2, w // 2), sigma_coarse, decoder),
+            HeatmapCodec((h, w), (h, w), sigma, decoder))
 
 
 def make_targets(points: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
     """(coarse, fine) Gaussian targets for ``(N, K, 2)`` points in model-input pixels."""
-    h, w = ctx.input_size
-    half = (h // 2, w // 2)
-    fine = ctx.encoder_fine.encode(points, (h, w))
-    coarse = ctx.encoder_coarse.encode(rescale_points(points, (h, w), half), half)
-    return coarse, fine
+    return ctx.codec_coarse.encode(points), ctx.codec_fine.encode(points)
 
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,

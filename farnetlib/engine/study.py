@@ -27,7 +27,7 @@ from typing import Sequence
 
 from .config import ConfigError, TrainConfig
 from .stopping import Deadline, previous_history
-from .train import train
+from .training import train
 
 __all__ = ["Study", "load_study", "train_study", "with_overrides", "FIXED_ACROSS_ARMS"]
 

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data import AASCESpine, DatasetError, LandmarkDataset, LandmarkSource
 from ..data.transforms import resize_image, to_tensor
-from ..heatmaps import build_decoder, rescale_points
+from ..heatmaps import HeatmapCodec, build_decoder, rescale_points
 from ..metrics import radial_errors, summarize
 from ..model import FARNet
 from ..spine import spine_metrics
@@ -61,7 +61,7 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
     ds = LandmarkDataset(source, cfg.input_size, cache=cache, indices=indices, reference_0_255=cfg.reference_0_255)
     loader = DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0,
                         pin_memory=device.type == "cuda")
-    decoder = build_decoder(cfg.decoder)
+    codec = HeatmapCodec(cfg.input_size, cfg.input_size, cfg.sigma, cfg.decoder)  # the fine output's geometry
     model.eval()
     rows, names = [], source.landmark_names
     for batch in tqdm(loader, desc=f"predict {split}", leave=False, disable=not progress):
@@ -70,7 +70,7 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
         else:
             with autocast(device, precision):
                 fine = model(to_layout(batch["image"].to(device, non_blocking=True), channels_last)).fine
-        pts, peak = decoder.decode(fine.float())
+        pts, peak = codec.decode(fine)  # input pixels, decoded in fp32
         pts, peak = pts.cpu().double().numpy(), peak.cpu().numpy()
         for b in range(len(pts)):
             orig_hw = tuple(batch["orig_hw"][b].tolist())

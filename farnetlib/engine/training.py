@@ -26,18 +26,17 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from ..heatmaps import GaussianHeatmapEncoder
 from ..losses import CoarseToFineLoss, build_loss
 from ..model import parameter_counts
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from .data import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
-from .evaluate import backend_heatmaps, build_model, evaluate_splits, predict_source, split_metrics
+from .evaluation import backend_heatmaps, build_model, evaluate_splits, predict_source, split_metrics
 from .precision import make_scaler, to_layout
 from .autotune import choose_execution, save_execution
 from .runs import atomic_path, environment, read_json_record, run_lock, write_atomic
 from .schedule import build_schedule
-from .steps import LOSS_KEYS, StepContext, train_step
+from .steps import LOSS_KEYS, StepContext, make_codecs, train_step
 from .stopping import StopControl, Stretches
 
 __all__ = ["train", "seed_everything", "save_checkpoint"]
@@ -146,10 +145,10 @@ class _Parts:
         """What a training step of ``epoch`` needs: its input size and Gaussian targets (progressive
         epochs train smaller, with sigma scaled alike)."""
         size, sigma, sigma_coarse = self.cfg.stage(epoch)
+        coarse, fine = make_codecs(size, sigma, sigma_coarse, self.cfg.decoder)
         return StepContext(device=self.proc.device, precision=self.execution.precision,
-                           channels_last=self.execution.channels_last, input_size=size,
-                           encoder_fine=GaussianHeatmapEncoder(sigma),
-                           encoder_coarse=GaussianHeatmapEncoder(sigma_coarse), criterion=self.criterion)
+                           channels_last=self.execution.channels_last, input_size=size, codec_fine=fine,
+                           codec_coarse=coarse, criterion=self.criterion)
 
     def execution_record(self) -> dict:
         """The execution options of this stretch, for ``stretches.csv``."""
