@@ -18,6 +18,7 @@ import os
 import sys
 
 from ..data import DatasetError
+from ..heatmaps import DECODERS
 from ..inference import MissingExtra
 from .config import ConfigError, TrainConfig, read_json_config
 from .evaluation import evaluate
@@ -96,12 +97,13 @@ def _main(argv: list[str]) -> None:
     t.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop resumably before an epoch that would not finish within MINUTES (config time_limit)")
     t.add_argument("--run-dir", help="run folder (default: <results_dir>/<run_name or generated>)")
-    t.add_argument("--no-resume", action="store_true")
+    t.add_argument("--no-resume", action="store_true", help="start from scratch (refused on a finished run)")
     c = sub.add_parser("cv", help="hand set: train one run per fold (resumable), then print the pooled test table")
     c.add_argument("--config", required=True, help="JSON config file (dataset hand_xray)")
     c.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                    help="override config fields (repeatable; JSON values)")
-    c.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3])
+    c.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3], choices=(1, 2, 3),
+                   help="which of Payer's 3 folds to train (default: all)")
     c.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="for all folds together: stop resumably before an epoch that would not fit")
     s = sub.add_parser("study", help="train each arm of a study file (resumable; finished arms are skipped)")
@@ -112,11 +114,12 @@ def _main(argv: list[str]) -> None:
                    help="for all arms together: stop resumably before an epoch that would not fit")
     e = sub.add_parser("evaluate", help="evaluate a run's selected checkpoint on a split")
     e.add_argument("run", help="run folder or checkpoint file")
-    e.add_argument("split")
+    e.add_argument("split", help="a split of the run's dataset: isbi2015 train/test1/test2, hand_xray train/test, "
+                                 "aasce training/test, synthetic train/test")
     e.add_argument("--root", help="another copy of the dataset (e.g. the official ISBI layout with Test2)")
-    e.add_argument("--decoder")
-    e.add_argument("--ground-truth")
-    e.add_argument("--eval-batch-size", type=int)
+    e.add_argument("--decoder", choices=sorted(DECODERS), help="default: the run's")
+    e.add_argument("--ground-truth", choices=("mean", "senior", "junior"), help="ISBI only; default: the run's")
+    e.add_argument("--eval-batch-size", type=int, help="images per forward pass (memory only, not results)")
     e.add_argument("--write", action="store_true", help="add predictions and metrics to the run folder")
     e.add_argument("--label", help="name under which --write stores the result (default: the split, plus the "
                                    "ground truth and decoder where they differ from the run's, e.g. test1_senior)")
@@ -129,16 +132,16 @@ def _main(argv: list[str]) -> None:
     p.add_argument("run", help="run folder or checkpoint file")
     p.add_argument("images", help="a folder of images, or one image")
     p.add_argument("--out", required=True, help="output folder (predictions.csv, overlays/)")
-    p.add_argument("--decoder")
-    p.add_argument("--no-overlays", action="store_true")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--decoder", choices=sorted(DECODERS), help="default: the run's")
+    p.add_argument("--no-overlays", action="store_true", help="write the CSV only")
+    p.add_argument("--device", default="auto", help="torch backend: auto | cpu | cuda[:N]")
     p.add_argument("--force", action="store_true", help="replace an existing predictions.csv in --out")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino"),
                    help="what computes the heatmaps (farnetlib.inference.Predictor)")
     p.add_argument("--backend-precision", default="fp32", choices=("fp32", "bf16"), help="openvino only")
     x = sub.add_parser("export", help="export a run's selected model (ONNX or OpenVINO) with its preprocessing")
     x.add_argument("run", help="run folder (with checkpoints/best.pt) or checkpoint file")
-    x.add_argument("--format", default="onnx", choices=("onnx", "openvino"))
+    x.add_argument("--format", default="onnx", choices=("onnx", "openvino"), help="model.onnx or model.xml/.bin")
     x.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default: the run's input size")
     x.add_argument("--out", help="output folder (default: <run>/export)")
     if not argv:

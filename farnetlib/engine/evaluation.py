@@ -183,7 +183,8 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
                           "run folder that holds checkpoints/best.pt")
     ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
     if not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint at {ckpt}")
+        raise FileNotFoundError(f"no checkpoint at {ckpt}: a run's weights are not in git; train the run again "
+                                "(the same farnet train command) or pass the path of a best.pt")
     bad = set(overrides) - {"decoder", "ground_truth", "eval_batch_size"}
     if bad:
         raise ValueError(f"only decoder, ground_truth and eval_batch_size can change at evaluation, not {sorted(bad)}")

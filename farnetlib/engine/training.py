@@ -65,7 +65,9 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Tr
     stop = StopControl(cfg.time_limit, prior_history=prior_history)
     try:
         seed_everything(cfg.seed)
-        run_dir = Path(run_dir) if run_dir is not None else Path(cfg.results_dir) / (cfg.run_name or cfg.default_run_name())
+        if run_dir is None:
+            run_dir = Path(cfg.results_dir) / (cfg.run_name or cfg.default_run_name())
+        run_dir = Path(run_dir)
         lock = run_lock(run_dir, f"farnet train, since {time.strftime('%H:%M')}") if proc.main else nullcontext()
         with lock:
             return _train_locked(cfg, run_dir, resume, stop_after_epochs, progress, proc, stop)
@@ -78,7 +80,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
                   proc: Process, stop: StopControl) -> Path:
     """:func:`train` once the run folder is this process's: validate everything, then write and train."""
     stretches = None
-    epoch = 0
+    epoch, phase = 0, "the start"
     try:
         _check_run_dir(cfg, run_dir, resume)  # before anything is built or written
         data = build_train_data(cfg, proc, progress)
@@ -97,10 +99,12 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
                     print(f"stopped after epoch {epoch} of {cfg.epochs} ({reason}); run the same command to "
                           f"resume at epoch {epoch + 1}", flush=True)
                 return run_dir
+            phase = f"epoch {epoch + 1} of {cfg.epochs}"
             row = _train_epoch(parts, data, cfg, epoch, proc, progress)
             best = _validate_and_checkpoint(parts, data, cfg, row, best, history, run_dir, proc, progress)
             stretches.epoch_done(epoch)
 
+        phase = "the final evaluation"
         if proc.main:
             _final_evaluation(cfg, run_dir, data, proc.device, progress)
         stretches.end("finished")
@@ -108,10 +112,10 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
         return run_dir
     except KeyboardInterrupt as err:
         if stretches is not None:
-            stretches.end(f"abandoned epoch {epoch + 1} ({err or 'interrupt'})")
+            stretches.end(f"abandoned {phase.split(' of ')[0]} ({err or 'interrupt'})")
         if proc.main and progress:
-            print(f"abandoned epoch {epoch + 1} of {cfg.epochs}; last.pt holds epoch {epoch}: run the same "
-                  "command to resume", flush=True)
+            done = stretches.row["last_epoch"] if stretches is not None else epoch
+            print(f"abandoned {phase}; last.pt holds epoch {done}: run the same command to resume", flush=True)
         raise
 
 
