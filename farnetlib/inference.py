@@ -100,6 +100,7 @@ class _FineOnly(torch.nn.Module):
 
 
 def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Preprocess:
+    from .data import ISBI2015
     from .engine.sources import describe_ground_truth
 
     names = _landmark_names(cfg.dataset, num_landmarks)
@@ -107,7 +108,7 @@ def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Prepr
     return Preprocess(input_size=tuple(cfg.input_size), num_landmarks=num_landmarks, landmark_names=names,
                       decoder=cfg.decoder, reference_0_255=cfg.reference_0_255, dataset=cfg.dataset,
                       spacing_rule=described.get("spacing", ""),
-                      spacing_mm=0.1 if cfg.dataset == "isbi2015" else None, run=run_dir.name,
+                      spacing_mm=ISBI2015.pixel_spacing_mm if cfg.dataset == "isbi2015" else None, run=run_dir.name,
                       source={"checkpoint": "checkpoints/best.pt", "selected_epoch": int(state.get("epoch", -1)) + 1})
 
 
@@ -121,15 +122,18 @@ def _landmark_names(dataset: str, k: int) -> list[str]:
     return [str(i + 1) for i in range(k)]
 
 
-def _load_run_model(run_dir: Path):
-    from .engine.evaluation import load_model
-
+def _checkpoint_of(run_dir: Path) -> Path:
     ckpt = run_dir / "checkpoints" / "best.pt" if run_dir.is_dir() else run_dir
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint at {ckpt}: a run's weights are not in git; train the run again "
                                 "(the same farnet train command) or pass the path of a best.pt")
-    model, cfg = load_model(ckpt, device="cpu")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    return ckpt
+
+
+def _load_run_model(run_dir: Path):
+    from .engine.evaluation import load_checkpoint
+
+    model, cfg, state = load_checkpoint(_checkpoint_of(run_dir), device="cpu")  # one read of best.pt
     folder = run_dir if run_dir.is_dir() else run_dir.parent.parent
     return model.float().eval(), cfg, _preprocess_of(cfg, model.num_landmarks, folder, state)
 
@@ -247,17 +251,18 @@ def heatmap_backend(run_dir: str | Path, backend: str, precision: str = "fp32", 
     """(backend, preprocess) for a run: exported once into ``<run>/export/`` where a non-torch
     backend needs a file (re-exported when ``best.pt`` is newer than the export)."""
     run_dir = Path(run_dir)
-    model, cfg, pre = _load_run_model(run_dir)
     if backend == "torch":
+        model, _, pre = _load_run_model(run_dir)
         return make_backend("torch", model, device=device), pre
     fmt = "onnx" if backend == "onnxruntime" else "openvino"
     folder = (run_dir if run_dir.is_dir() else run_dir.parent) / "export"
     path = folder / ("model.onnx" if fmt == "onnx" else "model.xml")
-    ckpt = run_dir / "checkpoints" / "best.pt" if run_dir.is_dir() else run_dir
-    if not path.is_file() or path.stat().st_mtime < ckpt.stat().st_mtime:
+    if not path.is_file() or path.stat().st_mtime < _checkpoint_of(run_dir).stat().st_mtime:
         _require(backend)
         path = export_run(run_dir, fmt, out_dir=folder)
-    return make_backend(backend, export_path=path, precision=precision, threads=threads), pre
+    # an up-to-date export serves alone: the checkpoint is not read again
+    return make_backend(backend, export_path=path, precision=precision, threads=threads), Preprocess.load(
+        folder / "preprocess.json")
 
 
 # --- the Predictor ----------------------------------------------------------------------------------

@@ -167,12 +167,7 @@ def coverage(errors: np.ndarray, radii: np.ndarray, peaks: np.ndarray | None = N
 
 def split_errors_and_peaks(predictions: pd.DataFrame, split: str, column: str) -> tuple[np.ndarray, np.ndarray]:
     """``(N, K)`` errors and heatmap peaks of one split (rows sorted by image id)."""
-    rows = predictions[predictions["split"] == split]
-    if rows.empty:
-        raise ValueError(f"no predictions for split {split!r} (splits: {sorted(predictions['split'].unique())})")
-    e = rows.pivot(index="id", columns="landmark", values=column).sort_index().to_numpy(np.float64)
-    p = rows.pivot(index="id", columns="landmark", values="peak").sort_index().to_numpy(np.float64)
-    return e, p
+    return errors_matrix(predictions, split, column)[1], errors_matrix(predictions, split, "peak")[1]
 
 
 def run_coverage(predictions: pd.DataFrame, column: str = "error_mm", alpha: float = 0.1,

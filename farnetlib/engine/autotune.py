@@ -64,10 +64,10 @@ def choose_execution(cfg: TrainConfig, model: torch.nn.Module, device: torch.dev
     options = candidates(cfg, device)
     if len(options) == 1:
         return Execution(options[0][0], options[0][1], "configured")
-    times = {f"{p}/{'channels_last' if c else 'nchw'}": _time_steps(model, cfg, device, p, c, steps)
-             for p, c in options}
-    best = min(options, key=lambda pc: times[f"{pc[0]}/{'channels_last' if pc[1] else 'nchw'}"])
-    return Execution(best[0], best[1], "measured", step_seconds=times)
+    times = {option: _time_steps(model, cfg, device, *option, steps) for option in options}
+    best = min(times, key=times.get)
+    return Execution(*best, "measured",
+                     step_seconds={f"{p}/{'channels_last' if c else 'nchw'}": t for (p, c), t in times.items()})
 
 
 def save_execution(execution: Execution, run_dir: Path) -> None:

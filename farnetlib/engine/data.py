@@ -61,11 +61,6 @@ class TrainData:
             self.loaders[size] = self.make_loader(size)
         return self.loaders[size][2]
 
-    @property
-    def dataset(self) -> LandmarkDataset:
-        """The training dataset at the first size built (the config's ``input_size`` unless progressive)."""
-        return next(iter(self.loaders.values()))[0]
-
     def set_epoch(self, epoch: int) -> None:
         for dataset, sampler, _ in self.loaders.values():
             dataset.set_epoch(epoch)

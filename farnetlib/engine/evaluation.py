@@ -27,7 +27,7 @@ from .runs import read_json_record, run_lock, write_atomic
 from .sources import build_source, describe_ground_truth
 
 __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_splits", "load_model",
-           "build_model", "result_label", "backend_heatmaps"]
+           "build_model", "result_label", "backend_heatmaps", "load_checkpoint"]
 
 
 @torch.no_grad()
@@ -110,11 +110,17 @@ def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig, source: LandmarkS
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, TrainConfig]:
     """A FARNet and its config from a checkpoint written by :func:`farnetlib.engine.train`."""
+    model, cfg, _ = load_checkpoint(checkpoint, device)
+    return model, cfg
+
+
+def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, TrainConfig, dict]:
+    """:func:`load_model`, plus the checkpoint's other entries (selected epoch, validation MRE)."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = build_model(cfg, ckpt["num_landmarks"])
-    model.load_state_dict(ckpt["model"])
-    return to_layout(model.to(resolve_device(device)), cfg.eval_channels_last).eval(), cfg
+    model.load_state_dict(ckpt.pop("model"))
+    return to_layout(model.to(resolve_device(device)), cfg.eval_channels_last).eval(), cfg, ckpt
 
 
 def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None) -> FARNet:
