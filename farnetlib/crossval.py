@@ -17,7 +17,8 @@ import pandas as pd
 from .metrics import HAND_RADII_MM, per_landmark_table, radial_errors, spacing_from_reference, summarize
 from .uncertainty import interval_columns
 
-__all__ = ["fold_points", "fold_errors", "pooled_table", "pooled_per_landmark", "pooled_predictions", "FOLD_PAIRS"]
+__all__ = ["fold_points", "fold_errors", "pooled_table", "pooled_per_landmark", "pooled_predictions", "pooled_summary",
+           "FOLD_PAIRS"]
 
 FOLD_PAIRS: tuple[tuple[int, int], ...] = ((1, 5), (0, 4))
 
@@ -82,6 +83,29 @@ def pooled_table(runs: Sequence[dict], split: str = "test", pairs: Iterable[tupl
             rows.append({"pair_50mm": f"{pair[0]}-{pair[1]}", "folds": name, "run": run_name, **summarize(e, radii),
                          **interval_columns(e, radii)})
     return pd.DataFrame(rows).set_index(["pair_50mm", "folds"])
+
+
+def pooled_summary(runs: Sequence[dict], split: str = "test") -> pd.DataFrame:
+    """Any dataset's fold runs (a generic CSV with a ``fold`` column): MRE, SD and SDRs per fold and
+    pooled over all folds' test images, in the unit and at the radii each run's metrics used (mm
+    with the dataset's spacing; missing landmarks left out and counted, as in every table)."""
+    rows, pooled = [], []
+    for run in runs:
+        m = run["metrics"]["splits"].get(split)
+        if m is None:
+            raise ValueError(f"run {run['name']} has no metrics for split {split!r}")
+        preds = run["predictions"][run["predictions"]["split"] == split]
+        col = "error_mm" if m["unit"] == "mm" else "error_px"
+        errors = preds.pivot(index="id", columns="landmark", values=col).to_numpy()
+        fold = (run["config"].get("dataset_options") or {}).get("fold", run["config"].get("hand_fold"))
+        rows.append({"folds": f"fold {fold}", "run": run["name"], "unit": m["unit"], **summarize(errors, m["radii"])})
+        pooled.append((errors, m["unit"], tuple(m["radii"])))
+    if len({(u, r) for _, u, r in pooled}) > 1:
+        raise ValueError("the fold runs report different units or radii; they cannot be pooled")
+    errors = np.concatenate([e for e, _, _ in pooled])
+    rows.append({"folds": "pooled", "run": "+".join(r["name"] for r in runs), "unit": pooled[0][1],
+                 **summarize(errors, pooled[0][2])})
+    return pd.DataFrame(rows).set_index("folds")
 
 
 def pooled_per_landmark(runs: Sequence[dict], split: str = "test", pair: tuple[int, int] = (1, 5),

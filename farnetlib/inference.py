@@ -100,26 +100,26 @@ class _FineOnly(torch.nn.Module):
 
 
 def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Preprocess:
-    from .data import ISBI2015
+    from .data.registry import get_dataset
     from .engine.sources import describe_ground_truth
 
-    names = _landmark_names(cfg.dataset, num_landmarks)
+    spec = get_dataset(cfg.dataset)
+    names = _landmark_names(spec, cfg, num_landmarks)
     described = describe_ground_truth(cfg)
     return Preprocess(input_size=tuple(cfg.input_size), num_landmarks=num_landmarks, landmark_names=names,
                       decoder=cfg.decoder, reference_0_255=cfg.reference_0_255, dataset=cfg.dataset,
                       spacing_rule=described.get("spacing", ""),
-                      spacing_mm=ISBI2015.pixel_spacing_mm if cfg.dataset == "isbi2015" else None, run=run_dir.name,
+                      spacing_mm=spec.spacing_mm, run=run_dir.name,
                       source={"checkpoint": "checkpoints/best.pt", "selected_epoch": int(state.get("epoch", -1)) + 1})
 
 
-def _landmark_names(dataset: str, k: int) -> list[str]:
-    from .data import AASCESpine, ISBI_LANDMARKS
-
-    if dataset == "isbi2015" and k == len(ISBI_LANDMARKS):
-        return list(ISBI_LANDMARKS)
-    if dataset == "aasce" and k == AASCESpine.num_landmarks:
-        return list(AASCESpine.landmark_names)
-    return [str(i + 1) for i in range(k)]
+def _landmark_names(spec, cfg, k: int) -> list[str]:
+    """The dataset's landmark names (a generic CSV's from its dataset.json), else 1..K."""
+    try:
+        names = spec.names(cfg)
+    except (OSError, ValueError):  # a generic dataset that is not on this machine: numbered names
+        names = None
+    return list(names) if names is not None and len(names) == k else [str(i + 1) for i in range(k)]
 
 
 def _checkpoint_of(run_dir: Path) -> Path:

@@ -108,8 +108,15 @@ class CoarseToFineLoss(nn.Module):
         super().__init__()
         self.loss, self.coarse_weight, self.fine_weight = loss, coarse_weight, fine_weight
 
-    def forward(self, output, coarse_target: torch.Tensor, fine_target: torch.Tensor) -> dict[str, torch.Tensor]:
-        coarse = self.loss(output.coarse, coarse_target)
-        fine = self.loss(output.fine, fine_target)
+    def forward(self, output, coarse_target: torch.Tensor, fine_target: torch.Tensor,
+                present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``present`` (N, K) bool: the labelled landmarks; the heatmaps of missing ones are left out
+        of the loss (each output's loss is then over the present heatmaps' pixels only)."""
+        pred_c, pred_f = output.coarse, output.fine
+        if present is not None:
+            pred_c, coarse_target = pred_c[present], coarse_target[present]
+            pred_f, fine_target = pred_f[present], fine_target[present]
+        coarse = self.loss(pred_c, coarse_target)
+        fine = self.loss(pred_f, fine_target)
         total = self.coarse_weight * coarse + self.fine_weight * fine
         return {"loss": total, "coarse": coarse.detach(), "fine": fine.detach()}

@@ -19,11 +19,15 @@ CEPH_RADII_MM = (2.0, 2.5, 3.0, 4.0)
 HAND_RADII_MM = (2.0, 4.0, 10.0)
 
 
-def _check_points(name: str, arr) -> np.ndarray:
+def _check_points(name: str, arr, allow_missing: bool = False) -> np.ndarray:
+    """``arr`` as (N, K, 2) float64; NaN/inf refused, except, with ``allow_missing``, a landmark
+    whose x and y are both NaN (a missing ground-truth label)."""
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 3 or arr.shape[-1] != 2:
         raise ValueError(f"{name} must have shape (N, K, 2), got {arr.shape}")
     bad = ~np.isfinite(arr)
+    if allow_missing:
+        bad &= ~np.isnan(arr).all(-1, keepdims=True)
     if bad.any():
         n, k, _ = np.argwhere(bad)[0]
         raise ValueError(f"{name} contains NaN/inf (first at image {n}, landmark {k})")
@@ -47,8 +51,9 @@ def _spacing_array(spacing, n: int) -> np.ndarray:
 
 
 def radial_errors(pred, gt, spacing=None) -> np.ndarray:
-    """Euclidean error per image and landmark, ``(N, K)``: mm if ``spacing`` is given, else px."""
-    pred, gt = _check_points("pred", pred), _check_points("gt", gt)
+    """Euclidean error per image and landmark, ``(N, K)``: mm if ``spacing`` is given, else px.
+    A missing ground-truth landmark (x and y NaN) gives a NaN error, which :func:`summarize` leaves out."""
+    pred, gt = _check_points("pred", pred), _check_points("gt", gt, allow_missing=True)
     if pred.shape != gt.shape:
         raise ValueError(f"pred and gt shapes differ: {pred.shape} vs {gt.shape}")
     diff = pred - gt
@@ -66,11 +71,19 @@ def sdr(errors, radii: Sequence[float] = CEPH_RADII_MM) -> dict[float, float]:
 
 
 def summarize(errors, radii: Sequence[float] = CEPH_RADII_MM) -> dict[str, float]:
-    """MRE, SD (population SD over all image x landmark errors, as the ISBI challenge) and SDRs."""
+    """MRE, SD (population SD over all image x landmark errors, as the ISBI challenge) and SDRs.
+
+    NaN errors are missing landmarks (no ground truth): they are left out of every number and
+    counted as ``missing_landmarks`` (present only where there are some)."""
     e = np.asarray(errors, dtype=np.float64)
-    out = {"mre": float(e.mean()), "sd": float(e.std()), "n_images": int(e.shape[0]),
+    present = e[~np.isnan(e)]
+    if present.size == 0:
+        raise ValueError("no errors to summarise: every landmark is missing")
+    out = {"mre": float(present.mean()), "sd": float(present.std()), "n_images": int(e.shape[0]),
            "n_landmarks": int(e.shape[1]) if e.ndim == 2 else 1}
-    out.update({f"sdr_{r:g}": v for r, v in sdr(e, radii).items()})
+    out.update({f"sdr_{r:g}": v for r, v in sdr(present, radii).items()})
+    if present.size < e.size:
+        out["missing_landmarks"] = int(e.size - present.size)
     return out
 
 

@@ -291,13 +291,31 @@ def labels_outside(root: Path, dataset: str) -> tuple[list[str], list[str]]:
     return [found[k] for k in sorted(found)], skipped
 
 
+def _verify_generic(root: str) -> None:
+    from .generic import inspect_csv
+
+    try:
+        findings = inspect_csv(root)
+    except DatasetError as err:
+        raise SystemExit(f"farnet: {err}") from None
+    print(f"verify csv at {root}: " + (f"{len(findings)} problem(s)" if findings else "no problems found"))
+    for line in findings:
+        print(f"  {line}")
+    raise SystemExit(1 if findings else 0)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Build or check dataset manifests.")
+    ap = argparse.ArgumentParser(description="Build or check dataset manifests; 'verify csv ROOT' checks a "
+                                             "generic copy (landmarks.csv) and lists every problem at once.")
     ap.add_argument("action", choices=("build", "verify"))
-    ap.add_argument("dataset", choices=DATASETS)
+    ap.add_argument("dataset", choices=(*DATASETS, "csv"))
     ap.add_argument("root")
     ap.add_argument("--image-copy", default="", help="what copy the image checksums describe")
     args = ap.parse_args()
+    if args.dataset == "csv":
+        if args.action != "verify":
+            raise SystemExit("farnet: a generic (csv) copy has no manifest to build; use: verify csv ROOT")
+        _verify_generic(args.root)
     if args.action == "build":
         manifest = build_manifest(args.root, args.dataset, args.image_copy)
         MANIFEST_DIR.mkdir(exist_ok=True)

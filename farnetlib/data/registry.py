@@ -1,28 +1,183 @@
-"""Open any supported dataset by name: ``open_dataset("isbi2015", root, "test1")``."""
+"""One description per dataset, read by everything else: config checks, sources, evaluation,
+folder prediction, reports. Adding a dataset is one :class:`DatasetSpec` in :data:`DATASETS`.
+
+``open_dataset("isbi2015", root, "test1")`` opens a split by name; :func:`get_dataset` gives the
+description (splits, default input size, SDR radii, what the ground truth and the spacing are).
+The spec's functions take the run's config (a :class:`farnetlib.engine.TrainConfig`, or anything
+with the same data fields), so that they stay plain functions of plain values.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from .aasce import AASCESpine
 from .base import LandmarkSource
+from .generic import CsvLandmarks, read_dataset_info
 from .hand import HandXray
-from .isbi import ISBI2015
+from .io import DatasetError
+from .isbi import ISBI2015, ISBI_LANDMARKS
 from .synthetic import Synthetic
 
-__all__ = ["open_dataset", "DEFAULT_SPLITS"]
+__all__ = ["DatasetSpec", "DATASETS", "get_dataset", "open_dataset", "register_dataset"]
 
-DEFAULT_SPLITS = {"synthetic": "train", "isbi2015": "train", "hand_xray": "train", "aasce": "training"}
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the engine knows about one dataset.
+
+    ``open(cfg, split)`` returns the split's source; ``splits`` is None where the data names them
+    (the generic CSV); ``describe(cfg)`` is what qualifies every number (ground truth, spacing,
+    unit); ``folds(cfg)`` the cross-validation folds and ``with_fold(k)`` the config changes that
+    select fold k; ``extra_metrics`` names further metrics its evaluation adds (``"spine"``)."""
+
+    name: str
+    open: Callable[[Any, str], LandmarkSource]
+    train_split: str
+    test_splits: Callable[[Any], list[str]]
+    splits: tuple[str, ...] | None
+    input_size: tuple[int, int]
+    radii: Callable[[Any], list[float]]
+    describe: Callable[[Any], dict]
+    landmark_names: Sequence[str] | None = None
+    spacing_mm: float | None = None  # one known spacing for every image, where there is one
+    folds: Callable[[Any], list[int]] = lambda cfg: []
+    with_fold: Callable[[Any, int], dict] = lambda cfg, k: {}
+    extra_metrics: str | None = None
+    options: dict = field(default_factory=dict)  # dataset_options keys -> (types, default)
+    names_of: Callable[[Any], Sequence[str] | None] | None = None  # landmark names read from the data
+
+    def names(self, cfg) -> Sequence[str] | None:
+        """The landmark names of ``cfg``'s dataset (None where it has none)."""
+        return self.names_of(cfg) if self.names_of is not None else self.landmark_names
+
+
+def _synthetic(cfg, split: str) -> LandmarkSource:
+    n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
+    seed = cfg.split_seed * 1000 + (0 if split == "train" else 1)  # the data, like the split, not `seed`
+    return Synthetic(n, cfg.synthetic_landmarks, cfg.synthetic_image_size, seed=seed)
+
+
+def _csv(cfg, split: str) -> LandmarkSource:
+    opts = cfg.dataset_options
+    return CsvLandmarks(cfg.root, split, fold=opts.get("fold"), file=opts.get("file", "landmarks.csv"),
+                        missing=cfg.missing, outside=cfg.outside)
+
+
+def _csv_info(cfg):
+    return read_dataset_info(cfg.root)
+
+
+def _csv_test_splits(cfg) -> list[str]:
+    if cfg.dataset_options.get("fold") is not None:
+        return ["test"]
+    info = _csv_info(cfg)
+    if info.test_splits is not None:
+        return list(info.test_splits)
+    from .generic import parse_csv
+
+    return [s for s in parse_csv(Path(cfg.root), cfg.dataset_options.get("file", "landmarks.csv")).splits()
+            if s not in ("train", "val")]
+
+
+def _csv_has_spacing(cfg) -> bool:
+    info = _csv_info(cfg)
+    if info.spacing is not None or info.normalise is not None:
+        return True
+    from .generic import parse_csv
+
+    rows = parse_csv(Path(cfg.root), cfg.dataset_options.get("file", "landmarks.csv")).rows
+    return bool(rows) and all(r["spacing"] is not None for r in rows)
+
+
+def _csv_radii(cfg) -> list[float]:
+    info = _csv_info(cfg)
+    if info.radii is not None:
+        return list(info.radii)
+    return [2.0, 2.5, 3.0, 4.0] if _csv_has_spacing(cfg) else [5.0, 10.0, 20.0]
+
+
+def _csv_describe(cfg) -> dict:
+    info = _csv_info(cfg)
+    if info.normalise is not None:
+        spacing = f"landmarks {list(info.normalise['pair'])} (0-based) set to {info.normalise['mm']:g} mm"
+    elif info.spacing is not None:
+        spacing = f"{info.spacing} mm/px (dataset.json), or the row's spacing cell"
+    else:
+        spacing = "per row (spacing cells)" if _csv_has_spacing(cfg) else "unknown"
+    out = {"dataset_name": info.name or Path(cfg.root).resolve().name, "ground_truth": info.ground_truth,
+           "spacing": spacing, "unit": "mm" if spacing != "unknown" else "px"}
+    if cfg.dataset_options.get("fold") is not None:
+        out["fold"] = cfg.dataset_options["fold"]
+    return out
+
+
+def _csv_folds(cfg) -> list[int]:
+    from .generic import parse_csv
+
+    return parse_csv(Path(cfg.root), cfg.dataset_options.get("file", "landmarks.csv")).folds()
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add (or replace) a dataset description; the config accepts its name from then on."""
+    DATASETS[spec.name] = spec
+    return spec
+
+
+register_dataset(DatasetSpec(
+    "synthetic", _synthetic, "train", lambda cfg: ["test"], ("train", "test"), (800, 640),
+    radii=lambda cfg: [2.0, 2.5, 3.0, 4.0],
+    describe=lambda cfg: {"ground_truth": "synthetic truth", "unit": "mm",
+                          "spacing": f"nominal {240.0 / cfg.synthetic_image_size[0]:.4g} mm/px"}))
+register_dataset(DatasetSpec(
+    "isbi2015", lambda cfg, split: ISBI2015(cfg.root, split, annotation=cfg.ground_truth, outside=cfg.outside),
+    "train", lambda cfg: ["test1", "test2"], ("train", "test1", "test2"), (800, 640),
+    radii=lambda cfg: [2.0, 2.5, 3.0, 4.0],
+    describe=lambda cfg: {"ground_truth": cfg.ground_truth, "spacing": "0.1 mm/px", "unit": "mm"},
+    landmark_names=ISBI_LANDMARKS, spacing_mm=ISBI2015.pixel_spacing_mm))
+register_dataset(DatasetSpec(
+    "hand_xray", lambda cfg, split: HandXray(cfg.root, fold=cfg.hand_fold, split=split, missing=cfg.missing,
+                                             scale_pair=cfg.hand_scale_pair, outside=cfg.outside),
+    "train", lambda cfg: ["test"], ("train", "test"), (512, 512),
+    radii=lambda cfg: [2.0, 4.0, 10.0],
+    describe=lambda cfg: {"ground_truth": "Payer annotations", "unit": "mm", "fold": cfg.hand_fold,
+                          "spacing": f"landmarks {list(cfg.hand_scale_pair)} (0-based) set to 50 mm"},
+    folds=lambda cfg: [1, 2, 3], with_fold=lambda cfg, k: {"hand_fold": k}))
+register_dataset(DatasetSpec(
+    # spine radiographs are about 1:2.5 (W:H): a tall input keeps the per-axis scale of the vertebrae
+    "aasce", lambda cfg, split: AASCESpine(cfg.root, split, missing=cfg.missing, outside=cfg.outside),
+    "training", lambda cfg: ["test"], ("training", "test"), (1024, 416),
+    radii=lambda cfg: [5.0, 10.0, 20.0],
+    describe=lambda cfg: {"ground_truth": "BoostNet p2 corners", "spacing": "unknown", "unit": "px"},
+    landmark_names=AASCESpine.landmark_names, extra_metrics="spine"))
+register_dataset(DatasetSpec(
+    "csv", _csv, "train", _csv_test_splits, None, (512, 512), radii=_csv_radii, describe=_csv_describe,
+    folds=_csv_folds, with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
+    options={"fold": ((int, type(None)), None), "file": ((str,), "landmarks.csv")},
+    names_of=lambda cfg: _csv_info(cfg).landmark_names))
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The description of dataset ``name``; an unknown name lists the known ones."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+_READERS = {"isbi2015": ISBI2015, "hand_xray": HandXray, "aasce": AASCESpine, "csv": CsvLandmarks}
 
 
 def open_dataset(name: str, root: str | Path | None = None, split: str | None = None, **kwargs) -> LandmarkSource:
-    """A reader for ``name`` (synthetic, isbi2015, hand_xray, aasce); ``kwargs`` go to its class."""
-    split = split or DEFAULT_SPLITS.get(name)
+    """A reader for ``name`` (synthetic, isbi2015, hand_xray, aasce, csv); ``kwargs`` go to its class."""
+    spec = get_dataset(name)
+    split = split or spec.train_split
     if name == "synthetic":
         kwargs.setdefault("seed", 0 if split == "train" else 1)
         return Synthetic(**kwargs)
-    if name not in DEFAULT_SPLITS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DEFAULT_SPLITS)}")
     if root is None:
         raise ValueError(f"dataset {name!r} needs root= (the folder of its files)")
-    cls = {"isbi2015": ISBI2015, "hand_xray": HandXray, "aasce": AASCESpine}[name]
-    return cls(root, split=split, **kwargs)
+    return _READERS[name](root, split=split, **kwargs)

@@ -18,6 +18,7 @@ import os
 import sys
 
 from ..data import DatasetError
+from ..data.registry import get_dataset
 from ..heatmaps import DECODERS
 from ..inference import MissingExtra
 from .config import ConfigError, TrainConfig, read_json_config
@@ -98,12 +99,12 @@ def _main(argv: list[str]) -> None:
                    help="stop resumably before an epoch that would not finish within MINUTES (config time_limit)")
     t.add_argument("--run-dir", help="run folder (default: <results_dir>/<run_name or generated>)")
     t.add_argument("--no-resume", action="store_true", help="start from scratch (refused on a finished run)")
-    c = sub.add_parser("cv", help="hand set: train one run per fold (resumable), then print the pooled test table")
-    c.add_argument("--config", required=True, help="JSON config file (dataset hand_xray)")
+    c = sub.add_parser("cv", help="train one run per fold (resumable), then print the pooled test table")
+    c.add_argument("--config", required=True, help="JSON config file (dataset hand_xray, or csv with a fold column)")
     c.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                    help="override config fields (repeatable; JSON values)")
-    c.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3], choices=(1, 2, 3),
-                   help="which of Payer's 3 folds to train (default: all)")
+    c.add_argument("--folds", nargs="+", type=int,
+                   help="which folds to train (default: all; the hand set: Payer's 1 2 3)")
     c.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="for all folds together: stop resumably before an epoch that would not fit")
     s = sub.add_parser("study", help="train each arm of a study file (resumable; finished arms are skipped)")
@@ -144,6 +145,14 @@ def _main(argv: list[str]) -> None:
     x.add_argument("--format", default="onnx", choices=("onnx", "openvino"), help="model.onnx or model.xml/.bin")
     x.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default: the run's input size")
     x.add_argument("--out", help="output folder (default: <run>/export)")
+    v = sub.add_parser("convert", help="into the generic format (landmarks.csv + dataset.json): COCO keypoints, "
+                                       "or a built-in dataset")
+    v.add_argument("source", choices=("coco", "isbi2015", "hand_xray", "aasce"), help="what to convert")
+    v.add_argument("paths", nargs="+", metavar="PATH",
+                   help="coco: ANNOTATIONS.json IMAGES_DIR OUT_ROOT; a built-in dataset: ROOT OUT_ROOT")
+    v.add_argument("--occluded", default="keep", choices=("keep", "missing"),
+                   help="coco: keypoints with visibility 1 (labelled, not visible); visibility 0 is always missing")
+    v.add_argument("--ground-truth", default="mean", choices=("mean", "senior", "junior"), help="isbi2015 only")
     if not argv:
         ap.print_help()
         return
@@ -159,15 +168,17 @@ def _main(argv: list[str]) -> None:
             if (run_dir / "metrics.json").is_file():
                 print((run_dir / "metrics.json").read_text())
     elif args.cmd == "cv":
-        from ..crossval import pooled_table
+        from ..crossval import pooled_summary, pooled_table
 
-        run_dirs = train_folds(_config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None),
-                               folds=args.folds)
-        if not all((d / "metrics.json").is_file() for d in run_dirs) or len(run_dirs) < len(args.folds):
+        cfg = _config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None)
+        wanted = args.folds or get_dataset(cfg.dataset).folds(cfg)
+        run_dirs = train_folds(cfg, folds=wanted)
+        if not all((d / "metrics.json").is_file() for d in run_dirs) or len(run_dirs) < len(wanted):
             print("not every fold is finished yet: run the same command to resume")
             return
         print("\n".join(f"run folder: {d}" for d in run_dirs))
-        print(pooled_table([load_run(d) for d in run_dirs]).round(3).to_string())
+        table = pooled_table if cfg.dataset == "hand_xray" else pooled_summary  # hand: both 50 mm pairs
+        print(table([load_run(d) for d in run_dirs]).round(3).to_string())
     elif args.cmd == "study":
         study = load_study(args.config)
         if not args.list:
@@ -175,6 +186,19 @@ def _main(argv: list[str]) -> None:
         finished = set(study.finished())
         for arm in study.select(args.arms):
             print(f"{arm:28s} {'finished' if arm in finished else 'not finished'}  {study.run_dir(arm)}")
+    elif args.cmd == "convert":
+        from ..data.convert import from_builtin, from_coco
+
+        want = 3 if args.source == "coco" else 2
+        if len(args.paths) != want:
+            raise ConfigError(f"convert {args.source} takes {want} paths: "
+                              + ("ANNOTATIONS.json IMAGES_DIR OUT_ROOT" if want == 3 else "ROOT OUT_ROOT"))
+        if args.source == "coco":
+            out = from_coco(*args.paths, occluded=args.occluded)
+        else:
+            out = from_builtin(args.source, *args.paths, ground_truth=args.ground_truth)
+        print(f"wrote {out} and {out.parent / 'dataset.json'}; check it with: python -m farnetlib.data verify csv "
+              f"{out.parent}")
     elif args.cmd == "export":
         from ..inference import export_run
 

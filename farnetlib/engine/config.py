@@ -20,27 +20,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..backbones import BACKBONES
+from ..data.registry import DATASETS, get_dataset
 from ..heatmaps import DECODERS
 from ..losses import LOSSES
 from .precision import PRECISIONS
 from .runs import write_atomic
 
-__all__ = ["TrainConfig", "ConfigError", "DATASET_DEFAULTS", "RESUMABLE_FIELDS", "read_json_config"]
-
-DATASET_DEFAULTS = {
-    # train split, test splits, radii (mm; px where no spacing), default input size (H, W) used when
-    # a config gives none: the paper's 800 x 640 for ceph, 512 x 512 for hands; spine radiographs are
-    # about 1:2.5 (W:H), so a tall input keeps the per-axis scale of the vertebrae comparable.
-    "synthetic": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 2.5, 3.0, 4.0],
-                  "input_size": (800, 640), "splits": ["train", "test"]},
-    "isbi2015": {"train_split": "train", "test_splits": ["test1", "test2"], "radii": [2.0, 2.5, 3.0, 4.0],
-                 "input_size": (800, 640), "splits": ["train", "test1", "test2"]},
-    "hand_xray": {"train_split": "train", "test_splits": ["test"], "radii": [2.0, 4.0, 10.0],
-                  "input_size": (512, 512), "splits": ["train", "test"]},
-    "aasce": {"train_split": "training", "test_splits": ["test"], "radii": [5.0, 10.0, 20.0],
-              "input_size": (1024, 416), "splits": ["training", "test"]},
-}
-
+__all__ = ["TrainConfig", "ConfigError", "RESUMABLE_FIELDS", "read_json_config"]
 
 # fields that may change between a run's stretches without changing what is trained: runtime
 # options, evaluation-only options, and paths (the data or the results moved)
@@ -59,8 +45,9 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # data
-    dataset: str = "synthetic"
+    dataset: str = "synthetic"  # a name in farnetlib.data.registry.DATASETS ("csv": your own data)
     root: str | None = None
+    dataset_options: dict = field(default_factory=dict)  # the dataset's own options (csv: fold, file)
     ground_truth: str = "mean"  # ISBI: mean | senior | junior
     test_splits: list[str] | None = None  # None: the dataset's default test splits
     val_count: int = 20  # validation images carved from the training images (fixed by split_seed)
@@ -128,8 +115,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.check_types()
-        if self.input_size is None and self.dataset in DATASET_DEFAULTS:
-            self.input_size = DATASET_DEFAULTS[self.dataset]["input_size"]
+        if self.input_size is None and self.dataset in DATASETS:
+            self.input_size = DATASETS[self.dataset].input_size
         self.input_size = tuple(self.input_size) if self.input_size is not None else None  # type: ignore[assignment]
         self.synthetic_image_size = tuple(self.synthetic_image_size)  # type: ignore[assignment]
         self.hand_scale_pair = tuple(self.hand_scale_pair)  # type: ignore[assignment]
@@ -148,14 +135,26 @@ class TrainConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
 
-        if self.dataset not in DATASET_DEFAULTS:
-            raise bad("dataset", f"must be one of {list(DATASET_DEFAULTS)}")
+        if self.dataset not in DATASETS:
+            raise bad("dataset", f"must be one of {list(DATASETS)} ('csv': your own images and landmarks.csv)")
         if self.dataset != "synthetic" and not self.root:
             raise bad("root", f"dataset {self.dataset!r} needs the path of its folder")
-        known_splits = DATASET_DEFAULTS[self.dataset]["splits"]
-        if self.test_splits is not None and (not isinstance(self.test_splits, (list, tuple))
-                                             or any(sp not in known_splits for sp in self.test_splits)):
-            raise bad("test_splits", f"must be a list of {self.dataset} splits {known_splits} (or null: the defaults)")
+        spec = DATASETS[self.dataset]
+        known_splits = spec.splits
+        if self.test_splits is not None and known_splits is not None and any(sp not in known_splits
+                                                                              for sp in self.test_splits):
+            raise bad("test_splits", f"must be a list of {self.dataset} splits {list(known_splits)} (or null: the defaults)")
+        if not isinstance(self.dataset_options, dict):
+            raise bad("dataset_options", "must be a JSON object of the dataset's options")
+        unknown = set(self.dataset_options) - set(spec.options)
+        if unknown:
+            raise bad("dataset_options", f"unknown option(s) {sorted(unknown)} for dataset {self.dataset!r}; "
+                                         f"known: {sorted(spec.options) or 'none'}")
+        for key, value in self.dataset_options.items():
+            types_ = spec.options[key][0]
+            if not isinstance(value, types_) or (isinstance(value, bool) and bool not in types_):
+                raise bad("dataset_options", f"option {key!r} = {value!r} must be "
+                                             f"{' or '.join('null' if t is type(None) else t.__name__ for t in types_)}")
         if self.ground_truth not in ("mean", "senior", "junior"):
             raise bad("ground_truth", "must be 'mean', 'senior' or 'junior'")
         if self.backbone not in BACKBONES:
@@ -222,7 +221,7 @@ class TrainConfig:
 
     @property
     def splits_to_test(self) -> list[str]:
-        return list(self.test_splits) if self.test_splits is not None else DATASET_DEFAULTS[self.dataset]["test_splits"]
+        return list(self.test_splits) if self.test_splits is not None else get_dataset(self.dataset).test_splits(self)
 
     def stage(self, epoch: int) -> tuple[tuple[int, int], float, float]:
         """(input size, fine sigma, coarse sigma) of training epoch ``epoch`` (0-based).
@@ -240,7 +239,7 @@ class TrainConfig:
 
     @property
     def radii(self) -> list[float]:
-        return DATASET_DEFAULTS[self.dataset]["radii"]
+        return get_dataset(self.dataset).radii(self)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -249,7 +248,8 @@ class TrainConfig:
         """The run folder's name when ``run_name`` is None: dataset, backbone, seed and a hash of
         every field that changes what is trained, so that the same command finds (and resumes) the
         same folder and another config gets another one."""
-        trained = {k: v for k, v in sorted(self.to_dict().items()) if k not in RESUMABLE_FIELDS}
+        trained = {k: v for k, v in sorted(self.to_dict().items()) if k not in RESUMABLE_FIELDS
+                   and not (k == "dataset_options" and not v)}  # names from before the field stay the same
         digest = hashlib.sha1(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.dataset}-{self.backbone}-s{self.seed}-{digest}"
 
@@ -303,6 +303,8 @@ def _has_type(value, hint) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is str:
         return isinstance(value, str)
+    if hint is dict:
+        return isinstance(value, dict)
     if origin is tuple:
         return isinstance(value, (list, tuple)) and len(value) == len(args) and all(map(_has_type, value, args))
     if origin is list:
@@ -314,7 +316,8 @@ def _describe_type(hint) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe_type(a) for a in args)
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+             dict: "a JSON object"}
     if hint in names:
         return names[hint]
     if origin is tuple:

@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..data import (AUGMENT_LEVELS, DatasetError, ImageCache, LandmarkDataset, LandmarkSource, check_no_leakage,
                     image_counts)
-from .config import DATASET_DEFAULTS, TrainConfig
+from ..data.registry import get_dataset
+from .config import TrainConfig
 from .distributed import Process
-from .sources import build_source, carve_validation
+from .sources import build_source, validation_split
 
 __all__ = ["TrainData", "build_train_data", "EpochShuffleSampler", "open_test_splits", "check_counts"]
 
@@ -68,8 +69,9 @@ class TrainData:
 
 
 def build_train_data(cfg: TrainConfig, proc: Process, progress: bool = True) -> TrainData:
-    source = build_source(cfg, DATASET_DEFAULTS[cfg.dataset]["train_split"])
-    train_idx, val_idx = carve_validation(len(source), cfg.val_count, cfg.split_seed)
+    train_split = get_dataset(cfg.dataset).train_split
+    source = build_source(cfg, train_split)
+    train_idx, val_idx = validation_split(source, cfg)
     cache = ImageCache(disk_dir=cfg.cache_dir)
     augment = AUGMENT_LEVELS[cfg.augment_level] if cfg.augment else None
 
@@ -90,9 +92,9 @@ def build_train_data(cfg: TrainConfig, proc: Process, progress: bool = True) -> 
 
     test_sources = open_test_splits(cfg)
     present = {sp: s for sp, s in test_sources.items() if not isinstance(s, str)}
-    counts = image_counts({DATASET_DEFAULTS[cfg.dataset]["train_split"]: source, **present})
+    counts = image_counts({train_split: source, **present})
     check_counts(cfg, counts, progress and proc.main)
-    duplicates = check_no_leakage({DATASET_DEFAULTS[cfg.dataset]["train_split"]: source, **present})
+    duplicates = check_no_leakage({train_split: source, **present})
     if duplicates and progress and proc.main:
         print(f"note: {len(duplicates)} image(s) of the official {cfg.dataset} release appear in two splits "
               f"({'; '.join(duplicates)}); kept, as in every published result, and recorded in metrics.json",

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import AASCESpine, DatasetError, LandmarkDataset, LandmarkSource
+from ..data.registry import get_dataset
 from ..data.transforms import resize_image, to_tensor
 from ..heatmaps import HeatmapCodec, build_decoder, rescale_points
 from ..metrics import radial_errors, summarize
@@ -94,12 +95,13 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
 def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig, source: LandmarkSource | None = None) -> dict:
     """MRE, SD and SDR of one split's predictions, with everything that qualifies the numbers; for
     the spine also normalised MSE, SMAPE and per-angle errors (angles.csv of ``source`` as truth)."""
-    unit = "mm" if predictions["error_mm"].notna().all() else "px"
+    labelled = predictions["gt_x"].notna()  # a missing landmark (no label) has no error
+    unit = "mm" if predictions.loc[labelled, "error_mm"].notna().all() else "px"
     col = "error_mm" if unit == "mm" else "error_px"
     errors = predictions.pivot(index="id", columns="landmark", values=col).to_numpy()
     out = {**describe_ground_truth(cfg), "unit": unit, **summarize(errors, cfg.radii)}
-    out["mre_px"] = float(predictions["error_px"].mean())
-    if cfg.dataset == "aasce":
+    out["mre_px"] = float(predictions.loc[labelled, "error_px"].mean())
+    if get_dataset(cfg.dataset).extra_metrics == "spine":
         try:
             reference = source.cobb_angles() if isinstance(source, AASCESpine) else None
         except DatasetError:

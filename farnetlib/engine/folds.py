@@ -1,4 +1,5 @@
-"""Cross-validation training: one run folder per fold of the hand set (Payer's 3-fold lists).
+"""Cross-validation training: one run folder per fold of a dataset that has folds (the hand set's
+Payer 3-fold lists; a generic CSV's ``fold`` column).
 
 Each fold is an ordinary run (``<run_name>-fold<k>`` in ``results_dir``), trained, resumed and
 evaluated like any other; :mod:`farnetlib.crossval` pools their test predictions afterwards.
@@ -9,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from ..data.registry import get_dataset
 from .config import ConfigError, TrainConfig
 from .stopping import Deadline, previous_history
 from .training import train
@@ -20,14 +22,20 @@ def fold_run_name(cfg: TrainConfig, fold: int) -> str:
     return f"{cfg.run_name or cfg.dataset}-fold{fold}"
 
 
-def train_folds(cfg: TrainConfig, folds: Sequence[int] = (1, 2, 3), progress: bool = True) -> list[Path]:
+def train_folds(cfg: TrainConfig, folds: Sequence[int] | None = None, progress: bool = True) -> list[Path]:
     """Train (or resume, or skip when finished) one run per fold; returns the run folders in fold order.
 
     ``cfg.time_limit`` covers the whole call (each fold gets what the earlier ones left); a fold that
     stops before it is finished (time limit, SIGTERM/SIGINT) ends the call, and the same command
     resumes it and then trains the folds after it."""
-    if cfg.dataset != "hand_xray":
-        raise ConfigError(f"'dataset': cross-validation folds exist for hand_xray only, got {cfg.dataset!r}")
+    spec = get_dataset(cfg.dataset)
+    known = spec.folds(cfg)
+    if not known:
+        raise ConfigError(f"'dataset': {cfg.dataset!r} has no cross-validation folds (hand_xray has three; a csv "
+                          "dataset has them with a 'fold' column)")
+    folds = list(known if folds is None else folds)
+    if set(folds) - set(known):
+        raise ConfigError(f"folds {sorted(set(folds) - set(known))} are not folds of {cfg.dataset!r}: {known}")
     if len(set(folds)) != len(folds):
         raise ConfigError(f"folds {list(folds)} repeat a fold")
     runs = []
@@ -38,7 +46,7 @@ def train_folds(cfg: TrainConfig, folds: Sequence[int] = (1, 2, 3), progress: bo
                 print(f"time limit ({cfg.time_limit:g} min) used up before fold {fold}; the same command resumes "
                       "there", flush=True)
             break
-        fold_cfg = replace(cfg, hand_fold=fold, run_name=fold_run_name(cfg, fold),  # __post_init__ re-validates
+        fold_cfg = replace(cfg, **spec.with_fold(cfg, fold), run_name=fold_run_name(cfg, fold),  # re-validated
                            time_limit=deadline.minutes_left())
         runs.append(train(fold_cfg, progress=progress, prior_history=previous_history(runs)))
         if not (runs[-1] / "metrics.json").is_file():

@@ -14,7 +14,7 @@ from torch import nn
 from ..heatmaps import HeatmapCodec
 from .precision import autocast, to_layout
 
-__all__ = ["StepContext", "make_codecs", "make_targets", "train_step", "LOSS_KEYS"]
+__all__ = ["StepContext", "make_codecs", "make_targets", "present_mask", "train_step", "LOSS_KEYS"]
 
 LOSS_KEYS = ("loss", "coarse", "fine")
 
@@ -40,19 +40,35 @@ def make_codecs(input_size: tuple[int, int], sigma: float, sigma_coarse: float,
             HeatmapCodec((h, w), (h, w), sigma, decoder))
 
 
-def make_targets(points: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-    """(coarse, fine) Gaussian targets for ``(N, K, 2)`` points in model-input pixels."""
-    return ctx.codec_coarse.encode(points), ctx.codec_fine.encode(points)
+def make_targets(points: torch.Tensor, ctx: StepContext,
+                 present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coarse, fine) Gaussian targets for ``(N, K, 2)`` points in model-input pixels; where
+    ``present`` (N, K) is False (a missing label, NaN) the target is all zero (and masked out of the loss)."""
+    if present is None:
+        return ctx.codec_coarse.encode(points), ctx.codec_fine.encode(points)
+    filled = torch.where(present[..., None], points, torch.zeros_like(points))
+    keep = present[..., None, None].to(filled.dtype)
+    return ctx.codec_coarse.encode(filled) * keep, ctx.codec_fine.encode(filled) * keep
+
+
+def present_mask(points: torch.Tensor) -> torch.Tensor | None:
+    """(N, K) bool of the labelled landmarks of a CPU batch, or None where all are (the usual case:
+    the loss then runs unmasked, bit-identical to a dataset without missing labels)."""
+    present = torch.isfinite(points).all(-1)
+    return None if bool(present.all()) else present
 
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
                batch: dict, ctx: StepContext) -> torch.Tensor:
     """One update on ``batch``; returns the detached ``(loss, coarse, fine)`` values as a tensor."""
     images = to_layout(batch["image"].to(ctx.device, non_blocking=True), ctx.channels_last)
-    coarse_t, fine_t = make_targets(batch["landmarks"].to(ctx.device, non_blocking=True), ctx)
+    present = present_mask(batch["landmarks"])  # on the host batch: no device synchronisation
+    if present is not None:
+        present = present.to(ctx.device)
+    coarse_t, fine_t = make_targets(batch["landmarks"].to(ctx.device, non_blocking=True), ctx, present)
     with autocast(ctx.device, ctx.precision):
         out = net(images)
-    losses = ctx.criterion(type(out)(out.coarse.float(), out.fine.float()), coarse_t, fine_t)
+    losses = ctx.criterion(type(out)(out.coarse.float(), out.fine.float()), coarse_t, fine_t, present)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(losses["loss"]).backward()

@@ -1,0 +1,154 @@
+"""Into the generic format (:mod:`farnetlib.data.generic`): COCO keypoints, and our built-in datasets.
+
+    farnet convert coco ANNOTATIONS.json IMAGES_DIR OUT_ROOT
+    farnet convert isbi2015|hand_xray|aasce ROOT OUT_ROOT
+
+The images are not copied: ``landmarks.csv`` names them by paths relative to OUT_ROOT. Coordinates
+are written with Python's ``repr`` of each float, which reads back to the same number, so that a
+converted copy trains and evaluates exactly like the built-in reader.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from graphlib import TopologicalSorter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .aasce import AASCESpine
+from .base import LandmarkSource
+from .generic import LANDMARKS_CSV
+from .hand import HandXray
+from .io import DatasetError
+from .isbi import ISBI2015, ISBI_DUPLICATES, ISBI_SPLITS
+
+__all__ = ["write_generic", "from_coco", "from_builtin"]
+
+
+def write_generic(out_root: str | Path, rows: Sequence[dict], num_landmarks: int, info: dict) -> Path:
+    """Write ``landmarks.csv`` and ``dataset.json`` under ``out_root``. Each row: ``image`` (a path),
+    ``points`` (K, 2) with NaN for missing, and optionally ``id``, ``split``, ``fold``, ``spacing``.
+    Refuses to replace an existing landmarks.csv."""
+    out = Path(out_root)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / LANDMARKS_CSV
+    if target.exists():
+        raise FileExistsError(f"{target} exists; converting would replace it: choose another OUT_ROOT")
+    optional = [c for c in ("id", "split", "fold", "spacing") if any(r.get(c) is not None for r in rows)]
+    header = ["image", *optional] + [f"{a}{k}" for k in range(num_landmarks) for a in "xy"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for r in rows:
+        rel = os.path.relpath(Path(r["image"]).resolve(), out.resolve())
+        cells = [rel] + ["" if r.get(c) is None else repr(r[c]) if isinstance(r[c], float) else str(r[c])
+                         for c in optional]
+        cells += ["" if np.isnan(v) else repr(float(v)) for v in np.asarray(r["points"], dtype=np.float64).ravel()]
+        writer.writerow(cells)
+    (out / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+    target.write_text(buf.getvalue())
+    return target
+
+
+def from_coco(annotations: str | Path, images_dir: str | Path, out_root: str | Path,
+              occluded: str = "keep") -> Path:
+    """A COCO keypoints file (as CVAT and Label Studio export it: one category, one annotation per
+    image) into the generic format. Keypoints with visibility 0 (not labelled) become missing; those
+    with visibility 1 (labelled, not visible) are kept, or made missing with ``occluded="missing"``.
+    COCO keypoint coordinates are pixel indices, our convention too: they are written unchanged."""
+    path = Path(annotations)
+    try:
+        coco = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"COCO annotation file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    cats = [c for c in coco.get("categories", []) if c.get("keypoints")]
+    if len(cats) != 1:
+        raise DatasetError(f"{path}: expected one category with keypoints, found {len(cats)}")
+    names = list(cats[0]["keypoints"])
+    k = len(names)
+    images = {im["id"]: im for im in coco.get("images", [])}
+    by_image: dict = {}
+    for ann in coco.get("annotations", []):
+        if ann.get("category_id") != cats[0]["id"]:
+            continue
+        if ann["image_id"] in by_image:
+            raise DatasetError(f"{path}: image {images.get(ann['image_id'], {}).get('file_name', ann['image_id'])} "
+                               "has two keypoint annotations; the generic format holds one set of landmarks per image")
+        if ann["image_id"] not in images:
+            raise DatasetError(f"{path}: annotation {ann.get('id')} names image id {ann['image_id']}, not in 'images'")
+        kp = np.asarray(ann.get("keypoints", []), dtype=np.float64)
+        if kp.size != 3 * k:
+            raise DatasetError(f"{path}: annotation {ann.get('id')} has {kp.size} keypoint values, expected {3 * k}")
+        by_image[ann["image_id"]] = kp.reshape(k, 3)
+    rows = []
+    for image_id, kp in by_image.items():
+        pts = kp[:, :2].copy()
+        hidden = (kp[:, 2] == 0) | ((kp[:, 2] == 1) & (occluded == "missing"))
+        pts[hidden] = np.nan
+        rows.append({"image": Path(images_dir) / images[image_id]["file_name"], "points": pts})
+    if not rows:
+        raise DatasetError(f"{path}: no keypoint annotations")
+    info = {"name": Path(out_root).resolve().name, "landmark_names": names,
+            "ground_truth": f"COCO keypoints from {path.name}"}
+    return write_generic(out_root, rows, k, info)
+
+
+def _rows(source: LandmarkSource, split: str, spacing: bool = True) -> list[dict]:
+    return [{"image": source.image_paths[i], "id": source.ids[i], "split": split, "points": source.landmarks[i],
+             "spacing": float(source.spacings[i, 0]) if spacing and source.spacings is not None else None}
+            for i in range(len(source))]
+
+
+def _consistent_order(lists: Sequence[Sequence[str]]) -> list[str]:
+    """One order of every id that keeps the order of each list (Payer's fold lists have one)."""
+    graph = TopologicalSorter()
+    for ids in lists:
+        for a, b in zip(ids, ids[1:]):
+            graph.add(b, a)
+        for a in ids:
+            graph.add(a)
+    return list(graph.static_order())
+
+
+def from_builtin(name: str, root: str | Path, out_root: str | Path, ground_truth: str = "mean") -> Path:
+    """One of our datasets in the generic format: ISBI 2015 (every split present, spacing 0.1 mm,
+    ``ground_truth`` mean/senior/junior), the hand set (a ``fold`` column from Payer's lists, the
+    wrist pair (1, 5) at 50 mm), AASCE (training/test, spacing unknown)."""
+    if name == "isbi2015":
+        rows, splits = [], []
+        for split in ISBI_SPLITS:
+            try:
+                rows += _rows(ISBI2015(root, split, annotation=ground_truth, outside="keep"), split)
+                splits.append(split)
+            except DatasetError:
+                continue  # Test2 is not in every copy
+        info = {"name": "isbi2015", "landmark_names": list(ISBI2015.landmark_names), "spacing": 0.1,
+                "test_splits": [s for s in splits if s != "train"], "ground_truth": f"ISBI 2015, {ground_truth}",
+                "radii": [2.0, 2.5, 3.0, 4.0], "known_duplicates": [list(d) for d in ISBI_DUPLICATES]}
+        return write_generic(out_root, rows, ISBI2015.num_landmarks, info)
+    if name == "hand_xray":
+        tests = {fold: HandXray(root, fold, "test", missing="skip", outside="keep") for fold in (1, 2, 3)}
+        trains = {fold: HandXray(root, fold, "train", missing="skip", outside="keep") for fold in (1, 2, 3)}
+        fold_of = {i: fold for fold, s in tests.items() for i in s.ids}
+        order = _consistent_order([s.ids for s in trains.values()] + [s.ids for s in tests.values()])
+        where = {i: (s, j) for s in [*tests.values(), *trains.values()] for j, i in enumerate(s.ids)}
+        rows = [{"image": where[i][0].image_paths[where[i][1]], "id": i, "fold": fold_of.get(i),
+                 "points": where[i][0].landmarks[where[i][1]]} for i in order]
+        info = {"name": "hand_xray", "normalise": {"pair": [1, 5], "mm": 50.0}, "radii": [2.0, 4.0, 10.0],
+                "ground_truth": "Payer annotations"}
+        return write_generic(out_root, rows, HandXray.num_landmarks, info)
+    if name == "aasce":
+        rows = []
+        for split in ("training", "test"):
+            rows += _rows(AASCESpine(root, split, missing="skip", outside="keep"), "train" if split == "training"
+                          else split, spacing=False)
+        info = {"name": "aasce", "landmark_names": list(AASCESpine.landmark_names), "test_splits": ["test"],
+                "radii": [5.0, 10.0, 20.0], "ground_truth": "BoostNet p2 corners"}
+        return write_generic(out_root, rows, AASCESpine.num_landmarks, info)
+    raise DatasetError(f"no converter for dataset {name!r}; known: isbi2015, hand_xray, aasce (and coco)")
