@@ -98,7 +98,10 @@ def per_landmark_table(errors, radii: Sequence[float] = CEPH_RADII_MM,
         raise ValueError(f"{len(names)} names for {e.shape[1]} landmarks")
     rows = [{"landmark": nm, **summarize(e[:, [k]], radii)} for k, nm in enumerate(names)]
     rows.append({"landmark": "all", **summarize(e, radii)})
-    return pd.DataFrame(rows).drop(columns=["n_images", "n_landmarks"]).set_index("landmark")
+    table = pd.DataFrame(rows).drop(columns=["n_images", "n_landmarks"]).set_index("landmark")
+    if "missing_landmarks" in table:  # counted wherever some labels are missing, 0 for the complete rows
+        table["missing_landmarks"] = table["missing_landmarks"].fillna(0).astype(int)
+    return table
 
 
 def spacing_from_reference(gt, pair: tuple[int, int] = (1, 5), distance_mm: float = 50.0) -> np.ndarray:

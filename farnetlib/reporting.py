@@ -12,7 +12,7 @@ from .engine.runs import load_run
 from .metrics import per_landmark_table, radial_errors
 from .uncertainty import errors_matrix, format_interval, interval_columns
 
-__all__ = ["summary_table", "per_landmark", "group_spread", "backbone_table", "write_table", "load_runs", "paper_layout",
+__all__ = ["summary_table", "per_landmark", "worst_images", "group_spread", "backbone_table", "write_table", "load_runs", "paper_layout",
            "inter_observer", "model_vs_observers"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
@@ -77,6 +77,15 @@ def per_landmark(run: dict, split: str, radii: Iterable[float] | None = None) ->
     names = preds.drop_duplicates("landmark").set_index("landmark").loc[errors.columns, "landmark_name"]
     radii = radii or run["metrics"]["splits"][split]["radii"]
     return per_landmark_table(errors.to_numpy(), radii, names=[f"{k} {n}" for k, n in names.items()])
+
+
+def worst_images(predictions: pd.DataFrame, split: str, n: int = 4, unit: str = "mm") -> list[str]:
+    """The ``n`` image ids of ``split`` with the largest MRE (labelled landmarks only), worst first."""
+    rows = predictions[predictions["split"] == split]
+    if rows.empty:
+        raise ValueError(f"no predictions for split {split!r}; splits: {sorted(predictions['split'].unique())}")
+    per_image = rows.groupby("id")["error_mm" if unit == "mm" else "error_px"].mean()
+    return per_image.sort_values(ascending=False).index[:n].tolist()
 
 
 def group_spread(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:

@@ -13,8 +13,7 @@ from PIL import Image
 
 from helpers import tiny
 
-from farnetlib.data import Synthetic
-from farnetlib.data.convert import from_builtin, from_coco, write_generic
+from farnetlib.data.convert import from_builtin, from_coco, write_demo_dataset
 from farnetlib.data.generic import CsvLandmarks, inspect_csv
 from farnetlib.data.io import DatasetError
 from farnetlib.engine import TrainConfig, train
@@ -69,24 +68,12 @@ def test_hand_converted_fold_trains_identically(tmp_path, hand_root):
         assert CsvLandmarks(out, split, fold=2, missing="skip").ids == HandXray(root, 2, split, missing="skip").ids
 
 
-def _generic_copy(root, n=12, k=5, missing_every=0, splits=None, seed=0):
-    """A generic copy from synthetic images: PNGs under images/, landmarks.csv, dataset.json."""
-    src = Synthetic(n, k, (96, 80), seed=seed)
-    (root / "images").mkdir(parents=True)
-    rows = []
-    cell = 0
-    for i in range(n):
-        s = src[i]
-        Image.fromarray(s.image).save(root / "images" / f"im{i:02d}.png")
-        pts = s.landmarks.copy()
-        for j in range(k):
-            cell += 1
-            if missing_every and cell % missing_every == 0:
-                pts[j] = np.nan
-        rows.append({"image": root / "images" / f"im{i:02d}.png", "points": pts, "spacing": 0.5,
-                     "split": splits[i] if splits else None})
-    write_generic(root, rows, k, {"name": "toy", "landmark_names": [f"p{j}" for j in range(k)]})
-    return rows
+def _generic_copy(root, n=12, k=5, missing_every=0, splits=None):
+    """A generic copy from synthetic images; returns its rows as the reader sees them."""
+    write_demo_dataset(root, n, k, (96, 80), splits=splits, missing_every=missing_every)
+    table = pd.read_csv(root / "landmarks.csv")
+    return [{"points": table.loc[i, [f"{a}{j}" for j in range(k) for a in "xy"]].to_numpy(float).reshape(k, 2)}
+            for i in range(n)]
 
 
 def test_missing_landmarks_masked_and_counted(tmp_path):

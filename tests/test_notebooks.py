@@ -177,3 +177,17 @@ def test_hand_cpu_protocol_through_farnet_cv_then_crossval_tables_and_figures(ha
     for name in ("hand_crossval_boxplot-pair1-5", "hand_crossval_sdr_vs_radius",
                  *(f"hand_worst-hand_xray_cpu-fold{k}" for k in (1, 2, 3))):
         assert (figures / f"{name}.png").stat().st_size > 5000, name
+
+
+def test_your_own_data_notebook(tmp_path):
+    """Notebook 06 on its demo copy (a tenth of the landmark cells empty): verify, train, tables, figures, predict."""
+    out = tmp_path / "own"
+    run_nb("06_your_own_data", tmp_path, out_dir=str(out), epochs=1, input_size=[64, 64], decoder_width=0.125,
+           val_count=3, demo_images=12, demo_landmarks=5, demo_image_size=[96, 80])
+    metrics = json.loads((out / "runs" / "own_data" / "metrics.json").read_text())["splits"]
+    table = pd.read_csv(out / "demo_data" / "landmarks.csv")
+    test_cells = table[table["split"] == "test"][[f"x{k}" for k in range(5)]]
+    assert metrics["test"]["missing_landmarks"] == int(test_cells.isna().sum().sum()) > 0
+    assert metrics["test"]["dataset"] == "csv" and metrics["test"]["dataset_name"] == "demo_data"
+    for name in ("training_images", "learning_curve", "worst_test_images"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000

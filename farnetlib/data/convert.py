@@ -26,7 +26,7 @@ from .hand import HandXray
 from .io import DatasetError
 from .isbi import ISBI2015, ISBI_DUPLICATES, ISBI_SPLITS
 
-__all__ = ["write_generic", "from_coco", "from_builtin"]
+__all__ = ["write_generic", "from_coco", "from_builtin", "write_demo_dataset"]
 
 
 def write_generic(out_root: str | Path, rows: Sequence[dict], num_landmarks: int, info: dict) -> Path:
@@ -152,3 +152,32 @@ def from_builtin(name: str, root: str | Path, out_root: str | Path, ground_truth
                 "radii": [5.0, 10.0, 20.0], "ground_truth": "BoostNet p2 corners"}
         return write_generic(out_root, rows, AASCESpine.num_landmarks, info)
     raise DatasetError(f"no converter for dataset {name!r}; known: isbi2015, hand_xray, aasce (and coco)")
+
+
+def write_demo_dataset(root: str | Path, n: int = 24, num_landmarks: int = 5, image_size: tuple[int, int] = (96, 80),
+                       splits: Sequence[str] | None = None, missing_every: int = 0, spacing: float = 0.5,
+                       seed: int = 0) -> Path:
+    """A small generic copy made from synthetic radiographs (PNGs under ``images/``), for trying the
+    format and for tests: ``splits`` per image (default: all ``train``), every ``missing_every``-th
+    landmark cell (counted over images x landmarks in order) left empty, one ``spacing``."""
+    from PIL import Image
+
+    from .synthetic import Synthetic
+
+    root = Path(root)
+    source = Synthetic(n, num_landmarks, tuple(image_size), seed=seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        sample = source[i]
+        image = root / "images" / f"im{i:02d}.png"
+        Image.fromarray(sample.image).save(image)
+        pts = sample.landmarks.copy()
+        if missing_every:
+            cells = i * num_landmarks + np.arange(1, num_landmarks + 1)
+            pts[cells % missing_every == 0] = np.nan
+        rows.append({"image": image, "points": pts, "spacing": float(spacing),
+                     "split": splits[i] if splits is not None else None})
+    info = {"name": root.resolve().name, "landmark_names": [f"p{j}" for j in range(num_landmarks)],
+            "ground_truth": "synthetic shape model (farnetlib.data.Synthetic)"}
+    return write_generic(root, rows, num_landmarks, info)
