@@ -36,10 +36,11 @@ from .data.io import read_gray
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_image, to_tensor
 from .heatmaps import build_decoder, rescale_points
 
-__all__ = ["BACKENDS", "Preprocess", "Predictor", "export_run", "make_backend", "MissingExtra", "heatmap_backend"]
+__all__ = ["BACKENDS", "Preprocess", "Predictor", "export_run", "quantize_run", "make_backend", "MissingExtra",
+           "heatmap_backend"]
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
-_EXTRAS = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+_EXTRAS = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"), "nncf": ("nncf", "openvino")}
 
 
 class MissingExtra(ImportError):
@@ -167,6 +168,29 @@ def export_run(run_dir: str | Path, format: str = "onnx", out_dir: str | Path | 
     else:
         raise ValueError(f"format must be 'onnx' or 'openvino', got {format!r}")
     pre.source["format"] = format
+    pre.save(out / "preprocess.json")
+    return path
+
+
+def quantize_run(run_dir: str | Path, calibration: Sequence[np.ndarray], out_dir: str | Path | None = None) -> Path:
+    """int8 post-training quantisation (OpenVINO NNCF) of a run's exported OpenVINO model, calibrated
+    on ``calibration``: normalised (1, 3, H, W) float32 inputs, which must come from training images
+    only (never validation or test). Writes ``model.xml`` + ``preprocess.json`` into ``out_dir``
+    (default ``<run>/export_int8/``), the calibration recorded in it; an explicit option, never a default."""
+    nncf, ov = _require("nncf"), _require("openvino")
+    run_dir = Path(run_dir)
+    base = (run_dir if run_dir.is_dir() else run_dir.parent)
+    fp32 = export_run(run_dir, "openvino", out_dir=base / "export_fp32_for_int8")
+    out = Path(out_dir) if out_dir is not None else base / "export_int8"
+    out.mkdir(parents=True, exist_ok=True)
+    items = [np.ascontiguousarray(x, dtype=np.float32) for x in calibration]
+    if not items:
+        raise ValueError("int8 calibration needs at least one training image")
+    quantized = nncf.quantize(ov.Core().read_model(str(fp32)), nncf.Dataset(items), subset_size=len(items))
+    path = out / "model.xml"
+    ov.save_model(quantized, str(path), compress_to_fp16=False)
+    pre = Preprocess.load(fp32.parent / "preprocess.json")
+    pre.source.update(format="openvino-int8", calibration_images=len(items), calibration="training images only")
     pre.save(out / "preprocess.json")
     return path
 
