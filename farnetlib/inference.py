@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .data.io import read_gray
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_image, to_tensor

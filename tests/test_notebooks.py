@@ -182,8 +182,13 @@ def test_hand_cpu_protocol_through_farnet_cv_then_crossval_tables_and_figures(ha
 def test_your_own_data_notebook(tmp_path):
     """Notebook 06 on its demo copy (a tenth of the landmark cells empty): verify, train, tables, figures, predict."""
     out = tmp_path / "own"
-    run_nb("06_your_own_data", tmp_path, out_dir=str(out), epochs=1, input_size=[64, 64], decoder_width=0.125,
-           val_count=3, demo_images=12, demo_landmarks=5, demo_image_size=[96, 80])
+    executed = run_nb("06_your_own_data", tmp_path, out_dir=str(out), epochs=1, input_size=[64, 64],
+                      decoder_width=0.125, val_count=3, demo_images=12, demo_landmarks=5, demo_image_size=[96, 80])
+    outputs = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
+    # headless (papermill): no per-batch bars, the one line per epoch instead
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    streams = "".join("".join(o["text"]) for o in outputs if o["output_type"] == "stream")
+    assert "it/s" not in streams and "epoch 1/1: loss" in streams
     metrics = json.loads((out / "runs" / "own_data" / "metrics.json").read_text())["splits"]
     table = pd.read_csv(out / "demo_data" / "landmarks.csv")
     test_cells = table[table["split"] == "test"][[f"x{k}" for k in range(5)]]

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..heatmaps import rescale_points
 from .base import LandmarkSource, check_inside

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..data import AASCESpine, DatasetError, LandmarkDataset, LandmarkSource
 from ..data.registry import get_dataset

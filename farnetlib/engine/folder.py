@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..data.io import IMAGE_SUFFIXES, DatasetError, read_gray
 from ..inference import Predictor

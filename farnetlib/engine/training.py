@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..losses import CoarseToFineLoss, build_loss
 from ..model import parameter_counts
