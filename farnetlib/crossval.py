@@ -14,7 +14,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import HAND_RADII_MM, per_landmark_table, radial_errors, spacing_from_reference, summarize
+from .data.spacing import spacing_from_reference
+from .metrics import HAND_RADII_MM, per_landmark_table, radial_errors, summarize
 from .uncertainty import interval_columns
 
 __all__ = ["fold_points", "fold_errors", "pooled_table", "pooled_per_landmark", "pooled_predictions", "pooled_summary",

@@ -30,11 +30,12 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from .progress import tqdm
 
 from .data.io import read_gray
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_image, to_tensor
+from .engine.runs import selected_checkpoint
 from .heatmaps import build_decoder, rescale_points
+from .progress import tqdm
 
 __all__ = ["BACKENDS", "Preprocess", "Predictor", "export_run", "quantize_run", "make_backend", "MissingExtra",
            "heatmap_backend"]
@@ -123,18 +124,10 @@ def _landmark_names(spec, cfg, k: int) -> list[str]:
     return list(names) if names is not None and len(names) == k else [str(i + 1) for i in range(k)]
 
 
-def _checkpoint_of(run_dir: Path) -> Path:
-    ckpt = run_dir / "checkpoints" / "best.pt" if run_dir.is_dir() else run_dir
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint at {ckpt}: a run's weights are not in git; train the run again "
-                                "(the same farnet train command) or pass the path of a best.pt")
-    return ckpt
-
-
 def _load_run_model(run_dir: Path):
     from .engine.evaluation import load_checkpoint
 
-    model, cfg, state = load_checkpoint(_checkpoint_of(run_dir), device="cpu")  # one read of best.pt
+    model, cfg, state = load_checkpoint(selected_checkpoint(run_dir), device="cpu")  # one read of best.pt
     folder = run_dir if run_dir.is_dir() else run_dir.parent.parent
     return model.float().eval(), cfg, _preprocess_of(cfg, model.num_landmarks, folder, state)
 
@@ -281,7 +274,7 @@ def heatmap_backend(run_dir: str | Path, backend: str, precision: str = "fp32", 
     fmt = "onnx" if backend == "onnxruntime" else "openvino"
     folder = (run_dir if run_dir.is_dir() else run_dir.parent) / "export"
     path = folder / ("model.onnx" if fmt == "onnx" else "model.xml")
-    if not path.is_file() or path.stat().st_mtime < _checkpoint_of(run_dir).stat().st_mtime:
+    if not path.is_file() or path.stat().st_mtime < selected_checkpoint(run_dir).stat().st_mtime:
         _require(backend)
         path = export_run(run_dir, fmt, out_dir=folder)
     # an up-to-date export serves alone: the checkpoint is not read again

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["radial_errors", "summarize", "sdr", "per_landmark_table", "spacing_from_reference",
+__all__ = ["radial_errors", "summarize", "sdr", "per_landmark_table",
            "CEPH_RADII_MM", "HAND_RADII_MM"]
 
 CEPH_RADII_MM = (2.0, 2.5, 3.0, 4.0)
@@ -102,20 +102,3 @@ def per_landmark_table(errors, radii: Sequence[float] = CEPH_RADII_MM,
     if "missing_landmarks" in table:  # counted wherever some labels are missing, 0 for the complete rows
         table["missing_landmarks"] = table["missing_landmarks"].fillna(0).astype(int)
     return table
-
-
-def spacing_from_reference(gt, pair: tuple[int, int] = (1, 5), distance_mm: float = 50.0) -> np.ndarray:
-    """Per-image isotropic spacing ``(N, 2)`` (mm/px) making landmarks ``pair`` ``distance_mm`` apart.
-
-    Hand radiographs carry no spacing; Payer et al. set the distance between landmarks 1 and 5
-    (0-based, the wrist) to 50 mm. The GU2Net lineage uses (0, 4). Always state which.
-    """
-    gt = _check_points("gt", gt)
-    i, j = pair
-    k = gt.shape[1]
-    if not (0 <= i < k and 0 <= j < k) or i == j:
-        raise ValueError(f"reference pair {pair} is not two distinct landmarks of {k}")
-    d = np.sqrt(((gt[:, i] - gt[:, j]) ** 2).sum(-1))
-    if (d <= 0).any():
-        raise ValueError(f"reference landmarks {pair} coincide in image(s) {np.flatnonzero(d <= 0).tolist()}")
-    return np.repeat((distance_mm / d)[:, None], 2, axis=1)

@@ -8,18 +8,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .engine.runs import load_run
 from .metrics import per_landmark_table, radial_errors
 from .uncertainty import errors_matrix, format_interval, interval_columns
 
-__all__ = ["summary_table", "per_landmark", "worst_images", "group_spread", "backbone_table", "write_table", "load_runs", "paper_layout",
+__all__ = ["summary_table", "per_landmark", "worst_images", "group_spread", "backbone_table", "write_table", "paper_layout",
            "inter_observer", "model_vs_observers"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
-
-
-def load_runs(paths: Iterable[str | Path]) -> list[dict]:
-    return [load_run(p) for p in paths]
 
 
 def summary_table(runs: list[dict], intervals: bool = True) -> pd.DataFrame:

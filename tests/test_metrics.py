@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from farnetlib.metrics import per_landmark_table, radial_errors, sdr, spacing_from_reference, summarize
+from farnetlib.data.spacing import spacing_from_reference
+from farnetlib.metrics import per_landmark_table, radial_errors, sdr, summarize
 
 
 def test_three_four_five_triangle_is_five_px_and_half_mm():

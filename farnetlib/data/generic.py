@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import spacing_from_reference
 from .base import LandmarkSource, points_outside
 from .io import IMAGE_SUFFIXES, DatasetError
+from .spacing import spacing_from_reference
 
 __all__ = ["CsvLandmarks", "DatasetInfo", "read_dataset_info", "inspect_csv", "CsvTable", "LANDMARKS_CSV"]
 
@@ -274,7 +274,7 @@ class CsvLandmarks(LandmarkSource):
                 bad = self.ids[int(np.flatnonzero(np.isnan(pts).any((1, 2)))[0])]
                 raise DatasetError(f"{path}: image {bad} lacks landmark {pair[0]} or {pair[1]}, which set its scale "
                                    "(dataset.json 'normalise')")
-            return spacing_from_reference(np.nan_to_num(self.landmarks), pair, float(self.info.normalise["mm"]))
+            return spacing_from_reference(self.landmarks, pair, float(self.info.normalise["mm"]))
         default = self.info.spacing
         if default is not None:
             default = tuple(default) if isinstance(default, (list, tuple)) else (float(default),) * 2

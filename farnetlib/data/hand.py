@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import spacing_from_reference
+from .spacing import spacing_from_reference
 from .base import LandmarkSource
 from .io import DatasetError, find_image
 

@@ -24,7 +24,7 @@ from .config import ConfigError, TrainConfig
 from .data import open_test_splits
 from .distributed import resolve_device
 from .precision import autocast, is_channels_last, resolve_precision, to_layout
-from .runs import read_json_record, run_lock, write_atomic
+from .runs import read_json_record, run_lock, selected_checkpoint, write_atomic
 from .sources import build_source, describe_ground_truth
 
 __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_splits", "load_model",
@@ -189,10 +189,7 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
     if write and not path.is_dir():
         raise ConfigError(f"--write adds the result to a run folder, but {path} is a checkpoint file: pass the "
                           "run folder that holds checkpoints/best.pt")
-    ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint at {ckpt}: a run's weights are not in git; train the run again "
-                                "(the same farnet train command) or pass the path of a best.pt")
+    ckpt = selected_checkpoint(path)
     bad = set(overrides) - {"decoder", "ground_truth", "eval_batch_size"}
     if bad:
         raise ValueError(f"only decoder, ground_truth and eval_batch_size can change at evaluation, not {sorted(bad)}")

@@ -25,7 +25,7 @@ import torch
 from .precision import cpu_flags
 
 __all__ = ["environment", "load_run", "list_runs", "RUN_FILES", "write_atomic", "atomic_path", "run_lock",
-           "RunLocked", "git_commit", "read_json_record", "RunRecordError"]
+           "RunLocked", "git_commit", "read_json_record", "RunRecordError", "selected_checkpoint"]
 
 RUN_FILES = ("config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json")
 _PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-image", "pillow", "farnetlib")
@@ -179,3 +179,15 @@ def load_run(path: str | Path) -> dict:
 def list_runs(results_dir: str | Path = "results/runs", pattern: str = "*") -> list[Path]:
     """Complete run folders under ``results_dir`` matching ``pattern`` (incomplete ones are skipped)."""
     return sorted(p for p in Path(results_dir).glob(pattern) if p.is_dir() and (p / "metrics.json").is_file())
+
+
+def selected_checkpoint(run_or_checkpoint: str | Path) -> Path:
+    """The selected model of a run folder (``checkpoints/best.pt``), or a checkpoint file given
+    directly; a missing one says that weights are not in git and how to get them back."""
+    path = Path(run_or_checkpoint)
+    ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint at {ckpt}: a run's weights are not in git; train the run again "
+                                "(the same farnet train command) or pass the path of a best.pt")
+    return ckpt
+
