@@ -17,6 +17,7 @@ image share its contrast, pose and the model's luck, so they are not independent
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ from scipy import stats
 
 from .metrics import summarize
 
-__all__ = ["bootstrap_interval", "metric_intervals", "interval_columns", "per_landmark_intervals", "format_interval",
+__all__ = ["run_radii", "bootstrap_interval", "metric_intervals", "interval_columns", "per_landmark_intervals", "format_interval",
            "paired_comparison", "PairedComparison", "conformal_radii", "coverage", "errors_matrix",
            "split_errors_and_peaks", "run_coverage"]
 
@@ -168,6 +169,21 @@ def coverage(errors: np.ndarray, radii: np.ndarray, peaks: np.ndarray | None = N
 def split_errors_and_peaks(predictions: pd.DataFrame, split: str, column: str) -> tuple[np.ndarray, np.ndarray]:
     """``(N, K)`` errors and heatmap peaks of one split (rows sorted by image id)."""
     return errors_matrix(predictions, split, column)[1], errors_matrix(predictions, split, "peak")[1]
+
+
+def run_radii(run_dir: str | Path, alpha: float = 0.1, column: str = "error_px") -> tuple[list[str], np.ndarray, int] | None:
+    """(landmark names, per-landmark split-conformal radii, validation images) from a run folder's
+    validation rows (``predictions.csv``), in original pixels by default; None where the run folder
+    holds no validation predictions (e.g. a bare checkpoint file)."""
+    path = Path(run_dir) / "predictions.csv"
+    if not path.is_file():
+        return None
+    predictions = pd.read_csv(path, dtype={"id": str})
+    if not (predictions["split"] == "val").any():
+        return None
+    errors, _ = split_errors_and_peaks(predictions, "val", column)
+    names = predictions.drop_duplicates("landmark").sort_values("landmark")["landmark_name"].astype(str).tolist()
+    return names, conformal_radii(errors, alpha), len(errors)
 
 
 def run_coverage(predictions: pd.DataFrame, column: str = "error_mm", alpha: float = 0.1,

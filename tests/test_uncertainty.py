@@ -94,3 +94,29 @@ def test_ablation_paired_tests_compare_each_arm_with_the_reference_on_the_same_i
     assert table.loc["same", "difference"] == 0 and table.loc["same", "wilcoxon_p"] == 1.0
     with pytest.raises(ValueError, match="no run named"):
         paired_tests([run("a", 0)], "ref", "test1")
+
+
+def test_predict_writes_each_landmarks_conformal_radius(tmp_path):
+    """`farnet predict` adds the 90 % split-conformal radius per landmark, from the run's validation errors."""
+    from PIL import Image
+
+    from helpers import tiny
+
+    from farnetlib.data import Synthetic
+    from farnetlib.engine import train
+    from farnetlib.engine.folder import predict_folder
+
+    run_dir = train(tiny(tmp_path, run_name="r", epochs=1, val_count=9, synthetic_train=14), progress=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(Synthetic(1, 5, (96, 80), seed=5).read_image(0)).save(images / "new.png")
+    table = predict_folder(run_dir, images, tmp_path / "out", progress=False)
+    val = pd.read_csv(run_dir / "predictions.csv", dtype={"id": str})
+    _, errors = errors_matrix(val, "val", "error_px")
+    expected = np.sort(errors, axis=0)[8]  # n = 9, alpha 0.1: rank ceil(10 x 0.9) = 9
+    np.testing.assert_allclose(table.sort_values("landmark")["radius_px"].to_numpy(), expected)
+    assert table.attrs["radii"] == {"coverage": 0.9, "validation_images": 9, "method": "split conformal"}
+    written = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert "radius_px" in written and (tmp_path / "out" / "overlays" / "new.png.png").is_file()
+    assert "radius_px" not in predict_folder(run_dir, images, tmp_path / "none", progress=False, coverage=None,
+                                             overlays=False)

@@ -135,6 +135,9 @@ def _main(argv: list[str]) -> None:
     p.add_argument("--out", required=True, help="output folder (predictions.csv, overlays/)")
     p.add_argument("--decoder", choices=sorted(DECODERS), help="default: the run's")
     p.add_argument("--no-overlays", action="store_true", help="write the CSV only")
+    p.add_argument("--coverage", type=float, default=0.9,
+                   help="level of each landmark's error radius (split conformal, from the run's validation errors; "
+                        "0: none)")
     p.add_argument("--device", default="auto", help="torch backend: auto | cpu | cuda[:N]")
     p.add_argument("--force", action="store_true", help="replace an existing predictions.csv in --out")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino"),
@@ -207,7 +210,8 @@ def _main(argv: list[str]) -> None:
     elif args.cmd == "predict":
         table = predict_folder(args.run, args.images, args.out, decoder=args.decoder,
                                overlays=not args.no_overlays, device=args.device, force=args.force,
-                               backend=args.backend, backend_precision=args.backend_precision)
+                               backend=args.backend, backend_precision=args.backend_precision,
+                               coverage=args.coverage or None)
         print(f"{table['image'].nunique()} images -> {args.out}/predictions.csv")
         for file, why in table.attrs["skipped"]:
             print(f"skipped {file}: {why}", file=sys.stderr)

@@ -3,8 +3,12 @@
     farnet predict results/isbi2015_cpu/isbi2015_cpu path/to/images --out predictions/
 
 One CSV row per image x landmark: ``image``, ``landmark`` (1-based), ``landmark_name``, ``x``, ``y``
-(original pixels, pixel-centre convention) and ``peak`` (the heatmap maximum: a confidence score;
-low values deserve a look).
+(original pixels, pixel-centre convention), ``peak`` (the heatmap maximum: a confidence score;
+low values deserve a look) and, where the run folder holds validation predictions, ``radius_px``:
+the landmark's split-conformal error radius (:func:`farnetlib.uncertainty.run_radii`, 90 % by
+default): on images like the validation images, the true landmark lies within it with that
+probability. Overlays draw it as a circle. It is calibrated in the original pixels of the run's
+data: for images of another resolution or kind it does not transfer.
 """
 from __future__ import annotations
 
@@ -14,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from ..progress import tqdm
+from matplotlib.patches import Circle
 
 from ..data.io import IMAGE_SUFFIXES, DatasetError, read_gray
 from ..inference import Predictor
+from ..progress import tqdm
+from ..uncertainty import run_radii
+from .config import ConfigError
 from .runs import write_atomic
 
 __all__ = ["predict_folder", "list_images"]
@@ -39,14 +46,16 @@ def list_images(path: str | Path) -> list[Path]:
 def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: str | Path,
                    decoder: str | None = None, overlays: bool = True, device: str = "auto",
                    progress: bool = True, force: bool = False, backend: str = "torch",
-                   backend_precision: str = "fp32") -> pd.DataFrame:
+                   backend_precision: str = "fp32", coverage: float | None = 0.9) -> pd.DataFrame:
     """Predict every image under ``images``; write ``predictions.csv`` (and ``overlays/<file>.png``,
     named after the whole file name so that ``a.png`` and ``a.jpg`` keep two overlays).
 
     An unreadable file is skipped, not fatal: the others are predicted and the skipped ones are in
     ``table.attrs["skipped"]`` (file, reason). An existing ``predictions.csv`` is not overwritten
-    unless ``force``."""
+    unless ``force``. ``coverage``: the level of the error radii (None: no radii)."""
     path = Path(run_or_checkpoint)
+    if coverage is not None and not 0 < coverage < 1:
+        raise ConfigError(f"coverage = {coverage}: the level of the error radii must lie in (0, 1), e.g. 0.9")
     files = list_images(images)
     out_dir = Path(out_dir)
     if (out_dir / "predictions.csv").is_file() and not force:
@@ -55,6 +64,7 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
     if decoder:
         predictor = Predictor(predictor.backend, replace(predictor.pre, decoder=decoder), predictor.batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
+    radii = run_radii(path, 1 - coverage) if coverage is not None and path.is_dir() else None
     tables, skipped = [], []
     for file in tqdm(files, desc="predict", disable=not progress):
         try:
@@ -63,23 +73,31 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
             skipped.append((str(file), str(err)))
             continue
         table = predictor.predict(image).assign(image=file.name)
+        if radii is not None:
+            table["radius_px"] = radii[1][table["landmark"].to_numpy() - 1]
         tables.append(table)
         if overlays:
-            _overlay(image, table[["x", "y"]].to_numpy(), out_dir / "overlays" / f"{file.name}.png")
-    columns = ["image", "landmark", "landmark_name", "x", "y", "peak"]
+            _overlay(image, table[["x", "y"]].to_numpy(), out_dir / "overlays" / f"{file.name}.png",
+                     None if radii is None else table["radius_px"].to_numpy())
+    columns = ["image", "landmark", "landmark_name", "x", "y", "peak"] + (["radius_px"] if radii is not None else [])
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     write_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
     table.attrs["skipped"] = skipped
     table.attrs["execution"] = predictor.description
+    if radii is not None:
+        table.attrs["radii"] = {"coverage": coverage, "validation_images": radii[2], "method": "split conformal"}
     return table
 
 
-def _overlay(image: np.ndarray, pts: np.ndarray, path: Path) -> None:
+def _overlay(image: np.ndarray, pts: np.ndarray, path: Path, radii: np.ndarray | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(6, 6 * image.shape[0] / image.shape[1]))  # no pyplot: safe in notebooks and scripts
     ax = fig.add_subplot()
     ax.imshow(image, cmap="gray")
     ax.scatter(pts[:, 0], pts[:, 1], s=14, c="#d62728", edgecolors="k", linewidths=0.4)
+    for (x, y), r in zip(pts, radii if radii is not None else []):
+        if np.isfinite(r):
+            ax.add_patch(Circle((x, y), r, fill=False, color="#ffbf00", lw=0.6, alpha=0.8))
     for k, (x, y) in enumerate(pts):
         ax.annotate(str(k + 1), (x, y), xytext=(3, 3), textcoords="offset points", color="yellow", fontsize=6)
     ax.axis("off")
