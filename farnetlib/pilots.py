@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 from .engine.config import TrainConfig
 from .engine.study import Study
+from .plots import plain_log_axis
 
 __all__ = ["pilot_runs", "pilot_table", "learning_curves"]
 
@@ -106,10 +106,7 @@ def learning_curves(study: Study, title: str = "", unit: str = "mm") -> Figure:
         ax.axvline(min(h["minutes"].iloc[-1] for h in runs.values()), color="0.5", ls="--", lw=1,
                    label="equal time (the shortest arm)")
     ax.set_yscale("log")
-    # 2, 3, 5, 10 mm rather than 2 x 10^0; minor labels only at 2, 3 and 5 of each decade
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(
-        lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v)), 6) in (2, 3, 5) else ""))
+    plain_log_axis(ax.yaxis)
     ax.set_xlabel("training + validation time (min, cumulative over epochs)")
     ax.set_ylabel(f"validation MRE ({unit}, log scale)")
     ax.grid(True, which="both", alpha=0.3)

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter
 
 __all__ = ["plot_history", "show_landmarks", "show_predictions", "error_boxplot", "sdr_curve",
            "cumulative_error", "backbone_comparison", "landmark_cloud", "confidence_vs_error",
@@ -16,6 +17,13 @@ __all__ = ["plot_history", "show_landmarks", "show_predictions", "error_boxplot"
 
 GT_COLOR, PRED_COLOR = "#2ca02c", "#d62728"
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.2)
+
+
+def plain_log_axis(axis) -> None:
+    """Label a log axis 2, 3, 5, 10 (not 2 x 10^0); minor labels at 2, 3 and 5 of each decade only."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(
+        lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** np.floor(np.log10(v)), 6) in (2, 3, 5) else ""))
 
 
 def save(fig, path: str | Path, dpi: int = 150) -> Path:
@@ -60,6 +68,7 @@ def learning_curve(history: pd.DataFrame, unit: str = "mm", references: dict[str
         for i, (name, value) in enumerate((references or {}).items()):
             ax.axhline(value, color=f"C{i}", ls="--", lw=1, label=f"{name}: {value:.2f} {unit}")
         ax.set(xlabel=label, yscale="log")
+        plain_log_axis(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(f"validation MRE ({unit}, log scale)")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -102,13 +111,22 @@ def show_predictions(source, predictions: pd.DataFrame, ids: Sequence[str], cols
     return fig
 
 
-def error_boxplot(predictions: pd.DataFrame, unit: str = "mm", title: str = ""):
-    """Per-landmark error distribution."""
+def error_boxplot(predictions: pd.DataFrame, unit: str = "mm", title: str = "", log: bool = True):
+    """Per-landmark error distribution, landmarks by name (where the predictions carry names), on a
+    log error axis by default (errors span orders of magnitude: sub-millimetre to misdetections)."""
     col = "error_mm" if unit == "mm" else "error_px"
-    n = predictions["landmark"].nunique()
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * n), 3.8))
-    sns.boxplot(data=predictions, x="landmark", y=col, ax=ax, color="C0", fliersize=2)
-    ax.set(xlabel="landmark", ylabel=f"radial error ({unit})", title=title)
+    rows = predictions[predictions[col].notna()].sort_values("landmark")
+    names = rows.drop_duplicates("landmark").set_index("landmark").get("landmark_name")
+    n = rows["landmark"].nunique()
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * n), 4.4))
+    sns.boxplot(data=rows, x="landmark", y=col, ax=ax, color="C0", fliersize=2, log_scale=log)
+    if names is not None:
+        labels = [f"{k} {nm}" if str(nm) != str(k) else str(k) for k, nm in names.items()]
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set(xlabel="landmark", ylabel=f"radial error ({unit}{', log scale' if log else ''})", title=title)
+    if log:
+        plain_log_axis(ax.yaxis)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     return fig
 
