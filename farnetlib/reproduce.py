@@ -18,6 +18,11 @@ interrupted one), then writes the ablation tables and figures beside the arms' r
     python -m farnetlib.reproduce pilots --study configs/pilots/isbi2015_recipe.json
 
 ``pilots`` writes the pilot table and learning curves of a recipe-pilot study (no training).
+
+    python -m farnetlib.reproduce tta --run results/isbi2015_cpu/isbi2015_cpu_recipe2
+
+``tta`` compares test-time augmentation settings on the run's validation images, and evaluates the
+test splits with the setting chosen there (beside the plain numbers, never instead of them).
 """
 from __future__ import annotations
 
@@ -30,10 +35,11 @@ from pathlib import Path
 import pandas as pd
 import papermill as pm
 
+from .data.registry import get_dataset
 from .nbutil import chdir_repo_root
 
 __all__ = ["run_notebook", "quickstart", "reproduce_dataset", "reproduce_study", "pilot_report",
-           "uncertainty_report"]
+           "uncertainty_report", "tta_report"]
 
 
 def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters) -> Path:
@@ -150,6 +156,42 @@ def uncertainty_report(out_dir: str = "results/uncertainty", alpha: float = 0.1)
     return paths
 
 
+def tta_report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """TTA settings on validation (``tta_validation-<run>``), then each test split with the one of
+    lowest validation MRE beside the run's plain test numbers (``tta_test-<run>``)."""
+    from .engine.runs import load_run
+    from .reporting import write_table
+    from .tta import candidates, tta_evaluate, tta_validation
+
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir).parent / "tables"
+    settings = candidates(get_dataset(run["config"]["dataset"]).flip_permutation)
+    val = tta_validation(run_dir, settings)
+    chosen = val["val_mre"].idxmin()
+    paths = write_table(val.round(4), out, f"tta_validation-{run['name']}",
+                        caption=f"{run['name']}: test-time augmentation on the validation images (heatmaps averaged "
+                                f"over the views); chosen: {chosen}")
+    def row(split: str, label: str, m: dict) -> dict:
+        unit = m["unit"]
+        return {"split": split, "evaluation": label, f"MRE ({unit})": m["mre"], f"SD ({unit})": m["sd"],
+                **{f"SDR {k[4:]} {unit} (%)": v for k, v in m.items() if k.startswith("sdr_")}}
+
+    rows = []
+    for split, plain in run["metrics"]["splits"].items():
+        if split == "val":
+            continue
+        rows.append(row(split, "plain (the run's own)", plain))
+        if chosen != "none":
+            rows.append(row(split, f"TTA {chosen}", tta_evaluate(run_dir, split, settings[chosen])[1]))
+    if rows:
+        table = pd.DataFrame(rows)
+        table.index = table.pop("split") + ", " + table.pop("evaluation")
+        paths += write_table(table.rename_axis("split, evaluation").round(4), out, f"tta_test-{run['name']}",
+                             caption=f"{run['name']}: test splits, plain and with the TTA chosen on validation "
+                                     f"({chosen}); reported beside the plain numbers, never instead")
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -166,6 +208,9 @@ def main() -> None:
     s.add_argument("--tables-only", action="store_true", help="train nothing; tables from finished arms")
     u = sub.add_parser("uncertainty", help="intervals, conformal coverage and paired tests of the committed runs")
     u.add_argument("--out-dir", default="results/uncertainty")
+    t = sub.add_parser("tta", help="test-time augmentation chosen on a run's validation images, then its test splits")
+    t.add_argument("--run", required=True, help="run folder with checkpoints/best.pt")
+    t.add_argument("--out-dir", help="default: the tables/ folder beside the run")
     p = sub.add_parser("pilots", help="the table and learning curves of a recipe-pilot study (no training)")
     p.add_argument("--study", default="configs/pilots/isbi2015_recipe.json")
     args = ap.parse_args()
@@ -175,6 +220,8 @@ def main() -> None:
         reproduce_study(args.study, args.out_dir, train=not args.tables_only)
     elif args.cmd == "uncertainty":
         print("\n".join(str(p) for p in uncertainty_report(args.out_dir)))
+    elif args.cmd == "tta":
+        print("\n".join(str(p) for p in tta_report(args.run, args.out_dir)))
     elif args.cmd == "pilots":
         print("\n".join(str(p) for p in pilot_report(args.study)))
     else:

@@ -17,13 +17,22 @@ the plain ones.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Sequence
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TTA", "tta_heatmaps"]
+from .data.registry import get_dataset
+from .engine.evaluation import load_checkpoint, predict_source, split_metrics
+from .engine.precision import is_channels_last, to_layout
+from .engine.runs import read_json_record, selected_checkpoint
+from .engine.sources import build_source, validation_split
+
+__all__ = ["TTA", "tta_heatmaps", "candidates", "tta_validation", "tta_evaluate"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +86,57 @@ def tta_heatmaps(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.T
                 total = hm if total is None else total + hm
                 views += 1
     return total / views
+
+
+def candidates(flip_permutation: Sequence[int] | None = None, shift: int = 4) -> dict[str, TTA]:
+    """The TTA settings compared on validation: none, three scales, five shifts of ``shift`` input
+    pixels, both, and (where the anatomy allows) the mirror."""
+    shifts = ((0, 0), (shift, 0), (-shift, 0), (0, shift), (0, -shift))
+    out = {"none": TTA(), "scales": TTA(scales=(0.875, 1.0, 1.125)), "shifts": TTA(shifts=shifts),
+           "scales+shifts": TTA(scales=(0.875, 1.0, 1.125), shifts=shifts)}
+    if flip_permutation is not None:
+        out["flip"] = TTA(flip_permutation=tuple(flip_permutation))
+        out["scales+flip"] = TTA(scales=(0.875, 1.0, 1.125), flip_permutation=tuple(flip_permutation))
+    return out
+
+
+def _forward(model):
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return model(to_layout(x.to(device), is_channels_last(model))).fine.float().cpu()
+
+    return run
+
+
+def tta_evaluate(run_dir, split: str, tta: TTA, root=None):
+    """(predictions, metrics) of a run's selected model on ``split`` (``"val"``: its validation
+    images) with ``tta``: the engine's prediction and metrics, the heatmaps averaged over the views."""
+    model, cfg, _ = load_checkpoint(selected_checkpoint(Path(run_dir)), "cpu")
+    if root is not None:
+        cfg = replace(cfg, root=str(root))
+    if split == "val":
+        source = build_source(cfg, get_dataset(cfg.dataset).train_split)
+        indices = validation_split(source, cfg)[1]
+    else:
+        source, indices = build_source(cfg, split), None
+    forward = _forward(model)
+    preds = predict_source(model, source, cfg, split, indices=indices, progress=False,
+                           heatmaps=lambda x: tta_heatmaps(forward, x, tta))
+    return preds, split_metrics(preds, cfg, source)
+
+
+def tta_validation(run_dir, settings: dict[str, TTA] | None = None, root=None):
+    """One row per TTA setting: validation MRE, SD, SDRs, views and seconds (choose here, never on test)."""
+    if settings is None:
+        dataset = read_json_record(Path(run_dir) / "config.json")["dataset"]
+        settings = candidates(get_dataset(dataset).flip_permutation)
+    rows = []
+    for name, tta in settings.items():
+        t0 = time.perf_counter()
+        _, m = tta_evaluate(run_dir, "val", tta, root)
+        rows.append({"tta": name, "views": tta.views, "setting": tta.describe(), "val_mre": m["mre"], "val_sd": m["sd"],
+                     **{f"val_{k}": v for k, v in m.items() if k.startswith("sdr_")}, "unit": m["unit"],
+                     "seconds": time.perf_counter() - t0})
+    return pd.DataFrame(rows).set_index("tta")

@@ -1,4 +1,5 @@
 """Test-time augmentation: identity views change nothing, flips permute landmarks correctly."""
+import pytest
 import torch
 
 from farnetlib.data import AASCESpine
@@ -42,3 +43,20 @@ def test_the_spine_flip_swaps_left_and_right_corners_of_each_vertebra():
     names = AASCESpine.landmark_names
     assert sorted(perm) == list(range(68)) and all(perm[perm[k]] == k for k in range(68))
     assert names[perm[0]] == "v1-top-right" and names[perm[3]] == "v1-bottom-left" and names[perm[67]] == "v17-bottom-left"
+
+
+def test_tta_validation_none_is_the_runs_own_validation(tmp_path):
+    """The 'none' setting reproduces the run's validation numbers; every setting gets one row."""
+    import json
+
+    from helpers import tiny
+
+    from farnetlib.engine import train
+    from farnetlib.tta import tta_validation
+
+    run_dir = train(tiny(tmp_path, run_name="r", epochs=1), progress=False)
+    table = tta_validation(run_dir)
+    val = json.loads((run_dir / "metrics.json").read_text())["splits"]["val"]
+    assert list(table.index) == ["none", "scales", "shifts", "scales+shifts"]  # synthetic: no mirror twin
+    assert table.loc["none", "val_mre"] == pytest.approx(val["mre"], rel=1e-9)
+    assert table.loc["scales+shifts", "views"] == 15

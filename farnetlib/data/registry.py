@@ -47,6 +47,7 @@ class DatasetSpec:
     extra_metrics: str | None = None
     options: dict = field(default_factory=dict)  # dataset_options keys -> (types, default)
     names_of: Callable[[Any], Sequence[str] | None] | None = None  # landmark names read from the data
+    flip_permutation: tuple[int, ...] | None = None  # where a mirrored image is anatomically valid (TTA)
 
     def names(self, cfg) -> Sequence[str] | None:
         """The landmark names of ``cfg``'s dataset (None where it has none)."""
@@ -153,7 +154,7 @@ register_dataset(DatasetSpec(
     "training", lambda cfg: ["test"], ("training", "test"), (1024, 416),
     radii=lambda cfg: [5.0, 10.0, 20.0],
     describe=lambda cfg: {"ground_truth": "BoostNet p2 corners", "spacing": "unknown", "unit": "px"},
-    landmark_names=AASCESpine.landmark_names, extra_metrics="spine"))
+    landmark_names=AASCESpine.landmark_names, extra_metrics="spine", flip_permutation=AASCESpine.flip_permutation))
 register_dataset(DatasetSpec(
     "csv", _csv, "train", _csv_test_splits, None, (512, 512), radii=_csv_radii, describe=_csv_describe,
     folds=_csv_folds, with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
