@@ -84,12 +84,12 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
     try:
         _check_run_dir(cfg, run_dir, resume)  # before anything is built or written
         data = build_train_data(cfg, proc, progress)
-        parts = _Parts(cfg, data, proc, run_dir)
-        _write_run_records(cfg, run_dir, proc, resume, parts)  # the folder exists from here on
-        start, best, history = _resume(parts, run_dir, proc, progress) if resume else (0, math.inf, [])
+        trainer = _Trainer(cfg, data, proc, run_dir)
+        _write_run_records(cfg, run_dir, proc, resume, trainer)  # the folder exists from here on
+        start, best, history = _resume(trainer, run_dir, proc, progress) if resume else (0, math.inf, [])
         if _already_finished(run_dir, cfg, start, proc, progress):
             return run_dir
-        stretches = Stretches(run_dir, start, parts.execution_record(), write=proc.main)
+        stretches = Stretches(run_dir, start, trainer.execution_record(), write=proc.main)
         for epoch in range(start, cfg.epochs):
             reason = "stop_after_epochs" if stop_after_epochs is not None and epoch - start >= stop_after_epochs \
                 else broadcast_object(proc, stop.reason_to_stop(history, cfg.stage(epoch)[0]) if proc.main else None)
@@ -100,8 +100,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
                           f"resume at epoch {epoch + 1}", flush=True)
                 return run_dir
             phase = f"epoch {epoch + 1} of {cfg.epochs}"
-            row = _train_epoch(parts, data, cfg, epoch, proc, progress)
-            best = _validate_and_checkpoint(parts, data, cfg, row, best, history, run_dir, proc, progress)
+            row = _train_epoch(trainer, data, cfg, epoch, proc, progress)
+            best = _end_epoch(trainer, data, cfg, row, best, history, run_dir, proc, progress)
             stretches.epoch_done(epoch)
 
         phase = "the final evaluation"
@@ -119,8 +119,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
         raise
 
 
-class _Parts:
-    """The model and everything that updates it."""
+class _Trainer:
+    """The model and everything that updates it: optimiser, schedule, scaler, loss, execution options."""
 
     def __init__(self, cfg: TrainConfig, data: TrainData, proc: Process, run_dir: Path) -> None:
         model = build_model(cfg, data.source.num_landmarks, weights=cfg.weights).to(proc.device)
@@ -179,7 +179,7 @@ def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
         _check_resume_config(run_dir, cfg)
 
 
-def _write_run_records(cfg: TrainConfig, run_dir: Path, proc: Process, resume: bool, parts: "_Parts") -> None:
+def _write_run_records(cfg: TrainConfig, run_dir: Path, proc: Process, resume: bool, trainer: _Trainer) -> None:
     """Rank 0 creates the folder and writes this stretch's config, environment and execution
     options; a finished run's records are read-only."""
     if proc.main:
@@ -187,7 +187,7 @@ def _write_run_records(cfg: TrainConfig, run_dir: Path, proc: Process, resume: b
         if not (run_dir / "metrics.json").is_file():
             cfg.save(run_dir / "config.json")
             _write_environment(run_dir / "environment.json", proc, cfg.seed, keep_previous=resume)
-            save_execution(parts.execution, run_dir)
+            save_execution(trainer.execution, run_dir)
     proc.barrier()
 
 
@@ -214,18 +214,18 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
                               "use a new run_name or the same config to resume")
 
 
-def _resume(parts: _Parts, run_dir: Path, proc: Process, progress: bool) -> tuple[int, float, list]:
-    """Load ``last.pt`` into ``parts``; (first epoch to run, best val MRE, history)."""
+def _resume(trainer: _Trainer, run_dir: Path, proc: Process, progress: bool) -> tuple[int, float, list]:
+    """Load ``last.pt`` into ``trainer``; (first epoch to run, best val MRE, history)."""
     path = run_dir / "checkpoints" / "last.pt"
     if not path.is_file():
         return 0, math.inf, []
     # on CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest where it belongs
     state = torch.load(path, map_location="cpu", weights_only=False)
-    parts.model.load_state_dict(state["model"])
-    parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    if parts.scaler.is_enabled() and state.get("scaler"):
-        parts.scaler.load_state_dict(state["scaler"])  # a run started without fp16 saved none: start afresh
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.scaler.is_enabled() and state.get("scaler"):
+        trainer.scaler.load_state_dict(state["scaler"])  # a run started without fp16 saved none: start afresh
     restore_rng(state.get("rng", {"torch": state.get("torch_rng")}))
     if proc.main and progress:
         print(f"resuming {run_dir.name} at epoch {state['epoch'] + 2} (best val MRE {state['best']:.3f})")
@@ -268,22 +268,22 @@ def _already_finished(run_dir: Path, cfg: TrainConfig, start: int, proc: Process
 
 # --- one epoch -------------------------------------------------------------------------------------
 
-def _train_epoch(parts: _Parts, data: TrainData, cfg: TrainConfig, epoch: int, proc: Process,
+def _train_epoch(trainer: _Trainer, data: TrainData, cfg: TrainConfig, epoch: int, proc: Process,
                  progress: bool) -> dict:
     """Train one epoch; the row of ``history.csv`` so far (losses averaged over all processes)."""
     t0 = time.perf_counter()
-    ctx = parts.step_context(epoch)
+    ctx = trainer.step_context(epoch)
     loader = data.loader(ctx.input_size)
     data.set_epoch(epoch)
-    parts.net.train()
+    trainer.net.train()
     sums = torch.zeros(len(LOSS_KEYS), device=proc.device, dtype=torch.float64)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and proc.main))
-    lr = parts.optimizer.param_groups[0]["lr"]
+    lr = trainer.optimizer.param_groups[0]["lr"]
     step = 0
     for step, batch in enumerate(bar, start=1):
-        sums += train_step(parts.net, parts.optimizer, parts.scaler, batch, ctx).double()
-        if parts.schedule.per_step:
-            parts.scheduler.step()
+        sums += train_step(trainer.net, trainer.optimizer, trainer.scaler, batch, ctx).double()
+        if trainer.schedule.per_step:
+            trainer.scheduler.step()
         if step % cfg.finite_check_every == 0:
             _check_finite(sums, epoch, step, cfg.finite_check_every)
             bar.set_postfix(loss=f"{sums[0].item() / step:.4g}")
@@ -291,8 +291,8 @@ def _train_epoch(parts: _Parts, data: TrainData, cfg: TrainConfig, epoch: int, p
     if proc.world > 1:
         dist.all_reduce(sums)
         sums /= proc.world
-    if not parts.schedule.per_step:
-        parts.scheduler.step()
+    if not trainer.schedule.per_step:
+        trainer.scheduler.step()
     means = (sums / max(1, step)).tolist()
     return {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in zip(LOSS_KEYS, means)},
             "train_seconds": time.perf_counter() - t0, "train_size": f"{ctx.input_size[0]}x{ctx.input_size[1]}"}
@@ -313,9 +313,10 @@ def save_checkpoint(state: dict, path: Path) -> None:
         torch.save(state, tmp)
 
 
-def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, row: dict, best: float,
-                             history: list, run_dir: Path, proc: Process, progress: bool) -> float:
-    """Rank 0: validate (every ``eval_every`` epochs), keep ``best.pt``, write ``last.pt`` and history.
+def _end_epoch(trainer: _Trainer, data: TrainData, cfg: TrainConfig, row: dict, best: float,
+               history: list, run_dir: Path, proc: Process, progress: bool) -> float:
+    """Rank 0 ends an epoch: validate, keep the best model, save the state to resume from, write the
+    history, say one line; returns the best validation MRE so far.
 
     ``row`` (this epoch's history row) gets the validation numbers and, as it is written, the
     epoch's seconds so far (training + validation)."""
@@ -323,21 +324,14 @@ def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, r
     history.append(row)
     if proc.main:
         t_val = time.perf_counter()
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            val = split_metrics(predict_source(parts.model, data.source, cfg, "val", indices=data.val_idx,
-                                               cache=data.cache, progress=False), cfg)
+        val = _validate(trainer, data, cfg, epoch)
+        if val is not None:
             row.update(val_mre=val["mre"], val_sdr_2=val.get("sdr_2"), val_unit=val["unit"])
             if val["mre"] < best:
                 best = val["mre"]
-                save_checkpoint({"model": parts.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
-                                 "num_landmarks": data.source.num_landmarks, "val_mre": best},
-                                run_dir / "checkpoints" / "best.pt")
+                _save_best(trainer, data, cfg, epoch, best, run_dir)
         row["epoch_seconds"] = row["train_seconds"] + (time.perf_counter() - t_val)
-        save_checkpoint({"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
-                         "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(),
-                         "rng": rng_state(), "epoch": epoch, "best": best, "history": history,
-                         "config": cfg.to_dict(), "num_landmarks": data.source.num_landmarks},
-                        run_dir / "checkpoints" / "last.pt")
+        _save_last(trainer, data, cfg, epoch, best, history, run_dir)
         write_atomic(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
         if progress:
             val_txt = f", val MRE {row['val_mre']:.3f} {row['val_unit']}" if "val_mre" in row else ""
@@ -345,6 +339,31 @@ def _validate_and_checkpoint(parts: _Parts, data: TrainData, cfg: TrainConfig, r
                        f"({row['epoch_seconds']:.1f} s)")
     proc.barrier()
     return best
+
+
+def _validate(trainer: _Trainer, data: TrainData, cfg: TrainConfig, epoch: int) -> dict | None:
+    """Validation metrics of this epoch's model (every ``eval_every`` epochs and the last), else None."""
+    if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
+        return None
+    return split_metrics(predict_source(trainer.model, data.source, cfg, "val", indices=data.val_idx,
+                                        cache=data.cache, progress=False), cfg)
+
+
+def _save_best(trainer: _Trainer, data: TrainData, cfg: TrainConfig, epoch: int, best: float, run_dir: Path) -> None:
+    """``best.pt``: the model selected on validation (what evaluation, export and predict read)."""
+    save_checkpoint({"model": trainer.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
+                     "num_landmarks": data.source.num_landmarks, "val_mre": best},
+                    run_dir / "checkpoints" / "best.pt")
+
+
+def _save_last(trainer: _Trainer, data: TrainData, cfg: TrainConfig, epoch: int, best: float, history: list,
+               run_dir: Path) -> None:
+    """``last.pt``: everything a resumed run needs to continue as if never stopped."""
+    save_checkpoint({"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+                     "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(),
+                     "rng": rng_state(), "epoch": epoch, "best": best, "history": history,
+                     "config": cfg.to_dict(), "num_landmarks": data.source.num_landmarks},
+                    run_dir / "checkpoints" / "last.pt")
 
 
 # --- the end ---------------------------------------------------------------------------------------
