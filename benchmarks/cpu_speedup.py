@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import write  # noqa: E402
 
 VARIANTS = {
-    "today": {"precision": "fp32", "channels_last": False, "compile": False, "fine_width": 64},
-    "fp32": {"precision": "fp32", "channels_last": False, "compile": False, "fine_width": None},
-    "channels_last": {"precision": "fp32", "channels_last": True, "compile": False, "fine_width": None},
-    "bf16": {"precision": "bf16", "channels_last": False, "compile": False, "fine_width": None},
-    "bf16_channels_last": {"precision": "bf16", "channels_last": True, "compile": False, "fine_width": None},
-    "compile": {"precision": "fp32", "channels_last": False, "compile": True, "fine_width": None},
+    "today": {"precision": "fp32", "channels_last": False, "compile": False, "fine_head_width": 64},
+    "fp32": {"precision": "fp32", "channels_last": False, "compile": False, "fine_head_width": None},
+    "channels_last": {"precision": "fp32", "channels_last": True, "compile": False, "fine_head_width": None},
+    "bf16": {"precision": "bf16", "channels_last": False, "compile": False, "fine_head_width": None},
+    "bf16_channels_last": {"precision": "bf16", "channels_last": True, "compile": False, "fine_head_width": None},
+    "compile": {"precision": "fp32", "channels_last": False, "compile": True, "fine_head_width": None},
 }
 SLOW_STEP_S = 20.0  # a variant whose warm-up step is slower than this gets 1-2 timed steps, not --steps
 
@@ -52,7 +52,7 @@ def one(variant: str, size: tuple[int, int], batch: int, steps: int, backbone: s
     opts = VARIANTS[variant]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = FARNet(19, backbone, fine_width=opts["fine_width"])
+    model = FARNet(19, backbone, fine_head_width=opts["fine_head_width"])
     if opts["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     model.train()

@@ -1,6 +1,6 @@
 """Where a CPU training step spends its time: torch.profiler's top operators by self CPU time.
 
-    python benchmarks/profile_step.py --size 256 224 --batch 4 [--fine-width 64]
+    python benchmarks/profile_step.py --size 256 224 --batch 4 [--fine-head-width 64]
 
 Writes ``results/benchmarks/profile_step_<backbone>_<H>x<W>_b<batch>.json`` (the top operators with
 their self CPU seconds and share of the step).
@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs=2, default=(256, 224))
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--backbone", default="densenet121")
-    ap.add_argument("--fine-width", type=int, default=None)
+    ap.add_argument("--fine-head-width", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
@@ -33,7 +33,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     h, w = args.size
-    model = FARNet(19, args.backbone, fine_width=args.fine_width).train()
+    model = FARNet(19, args.backbone, fine_head_width=args.fine_head_width).train()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     coarse, fine = make_codecs((h, w), 3.0, 3.0)
     ctx = StepContext(torch.device("cpu"), "fp32", False, (h, w), fine, coarse, CoarseToFineLoss(EWCLoss(40.0)))
@@ -47,8 +47,8 @@ def main() -> None:
             "share_%": 100.0 * e.self_cpu_time_total / total} for e in events[: args.top]]
     for row in top:
         print(f"{row['share_%']:5.1f} %  {row['self_cpu_s']:7.3f} s  {row['calls']:5d}  {row['op']}")
-    write(f"profile_step_{args.backbone}_{h}x{w}_b{args.batch}" + (f"_fw{args.fine_width}" if args.fine_width else ""),
-          {"backbone": args.backbone, "input_hw": [h, w], "batch": args.batch, "fine_width": args.fine_width,
+    write(f"profile_step_{args.backbone}_{h}x{w}_b{args.batch}" + (f"_fw{args.fine_head_width}" if args.fine_head_width else ""),
+          {"backbone": args.backbone, "input_hw": [h, w], "batch": args.batch, "fine_head_width": args.fine_head_width,
            "step_self_cpu_s": total / 1e6, "top": top})
 
 

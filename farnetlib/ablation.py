@@ -75,7 +75,7 @@ def _parameters(run: dict) -> dict[str, int]:
         return run["metrics"]["parameters"]
     cfg = run["config"]
     k = int(run["predictions"]["landmark"].nunique())
-    return parameter_counts(farnet(k, backbone=cfg["backbone"], fine_width=cfg.get("fine_head_width")))
+    return parameter_counts(farnet(k, backbone=cfg["backbone"], fine_head_width=cfg.get("fine_head_width")))
 
 
 def cost_table(runs: list[dict]) -> pd.DataFrame:

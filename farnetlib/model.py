@@ -15,8 +15,8 @@ convs of the heads are blocks, so that the head is not two stacked linear maps).
 bilinear. Decoder widths are the reference ones; backbone widths are read from the backbone.
 
 The fine head: the reference code's 3x3 conv keeps the width of its input, ``64 + 32 + K``
-channels, before the final 1x1 conv to ``K`` heatmaps (``fine_width=None``, the default). An
-earlier farnet release narrowed it to 64 channels; ``fine_width=64`` builds that variant (for
+channels, before the final 1x1 conv to ``K`` heatmaps (``fine_head_width=None``, the default). An
+earlier farnet release narrowed it to 64 channels; ``fine_head_width=64`` builds that variant (for
 DenseNet121 and K = 19: 61,156,614 parameters against 61,210,470 with the reference width).
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ class FARNet(nn.Module):
         weights: ``None`` (random init), ``"imagenet"`` (torchvision weights from the torch cache,
             or downloaded where there is internet) or a path to a backbone state dict.
         allow_download: with ``weights="imagenet"``, whether a missing cache file may be fetched.
-        fine_width: channels of the fine head's 3x3 conv; ``None`` is the reference code's width,
+        fine_head_width: channels of the fine head's 3x3 conv; ``None`` is the reference code's width,
             ``64 + 32 + num_landmarks`` (its input width).
         decoder_width: a multiplier of every aggregation/refinement width (512, 1024, 2048, ... ;
             at least 8 channels each). 1 is the paper's decoder (51.5 M of FARNet-resnet18's 62.7 M
@@ -67,7 +67,7 @@ class FARNet(nn.Module):
 
     def __init__(self, num_landmarks: int, backbone: str = "densenet121",
                  weights: str | os.PathLike | None = None, allow_download: bool = True,
-                 fine_width: int | None = None, decoder_width: float = 1.0) -> None:
+                 fine_head_width: int | None = None, decoder_width: float = 1.0) -> None:
         super().__init__()
         if num_landmarks < 1:
             raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}")
@@ -103,10 +103,10 @@ class FARNet(nn.Module):
         # heads
         self.coarse_head = nn.Sequential(_block(c(64), c(64), 3), nn.Conv2d(c(64), k, 1))
         fine_in = c(64) + k + c(32)
-        self.fine_width = fine_in if fine_width is None else int(fine_width)
-        if self.fine_width < 1:
-            raise ValueError(f"fine_width must be >= 1 or None, got {fine_width}")
-        self.fine_head = nn.Sequential(_block(fine_in, self.fine_width, 3), nn.Conv2d(self.fine_width, k, 1))
+        self.fine_head_width = fine_in if fine_head_width is None else int(fine_head_width)
+        if self.fine_head_width < 1:
+            raise ValueError(f"fine_head_width must be >= 1 or None, got {fine_head_width}")
+        self.fine_head = nn.Sequential(_block(fine_in, self.fine_head_width, 3), nn.Conv2d(self.fine_head_width, k, 1))
 
     def forward(self, x: torch.Tensor) -> FARNetOutput:
         h, w = x.shape[-2:]

@@ -127,7 +127,7 @@ def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[FARNe
 
 def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None) -> FARNet:
     """The FARNet a config describes (``weights`` only for the backbone's initialisation)."""
-    return FARNet(num_landmarks, backbone=cfg.backbone, weights=weights, fine_width=cfg.fine_head_width,
+    return FARNet(num_landmarks, backbone=cfg.backbone, weights=weights, fine_head_width=cfg.fine_head_width,
                   decoder_width=cfg.decoder_width)
 
 
