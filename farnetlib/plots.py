@@ -230,7 +230,7 @@ def landmark_cloud(mean_image: np.ndarray, landmarks: np.ndarray, title: str = "
     colors = sns.color_palette("husl", k)
     for j in range(k):
         ax.scatter(landmarks[:, j, 0], landmarks[:, j, 1], s=4, color=colors[j], alpha=0.6)
-        ax.annotate(str(j + 1), landmarks[:, j].mean(0), color="white", fontsize=8, weight="bold")
+        ax.annotate(str(j + 1), np.nanmean(landmarks[:, j], 0), color="white", fontsize=8, weight="bold")
     ax.set_title(title)
     ax.axis("off")
     fig.tight_layout()

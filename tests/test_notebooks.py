@@ -196,3 +196,14 @@ def test_your_own_data_notebook(tmp_path):
     assert metrics["test"]["dataset"] == "csv" and metrics["test"]["dataset_name"] == "demo_data"
     for name in ("training_images", "learning_curve", "worst_test_images"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_data_exploration_notebook_on_your_own_data(tmp_path):
+    """Notebook 01 on a generic (csv) copy with missing landmarks: verify, statistics, landmark cloud."""
+    from farnetlib.data.convert import write_demo_dataset
+
+    root = write_demo_dataset(tmp_path / "mine", 6, 4, (96, 80), missing_every=5).parent
+    run_nb("01_data_exploration", tmp_path, dataset="csv", root=str(root), n_images=6, mean_size=[96, 80],
+           out_dir=str(tmp_path / "ex"))
+    stats = pd.read_csv(tmp_path / "ex" / "csv" / "image_stats.csv")
+    assert len(stats) == 6 and (tmp_path / "ex" / "csv" / "landmark_cloud.png").is_file()

@@ -30,7 +30,7 @@ from .base import LandmarkSource, points_outside
 from .io import IMAGE_SUFFIXES, DatasetError
 from .spacing import spacing_from_reference
 
-__all__ = ["CsvLandmarks", "DatasetInfo", "read_dataset_info", "inspect_csv", "CsvTable", "LANDMARKS_CSV"]
+__all__ = ["CsvLandmarks", "DatasetInfo", "read_dataset_info", "inspect_csv", "CsvReport", "CsvTable", "LANDMARKS_CSV"]
 
 LANDMARKS_CSV = "landmarks.csv"
 OPTIONAL_COLUMNS = ("id", "split", "fold", "spacing", "spacing_x", "spacing_y")
@@ -210,6 +210,22 @@ def inspect_csv(root: str | Path, file: str = LANDMARKS_CSV, decode: bool = True
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p.resolve() not in listed:
             findings.append(f"{p}: image without a row in {table.path.name}")
     return findings
+
+
+@dataclass
+class CsvReport:
+    """:func:`inspect_csv`'s findings in the shape of a manifest check's report (``ok``, ``summary()``)."""
+
+    root: Path
+    findings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def summary(self) -> str:
+        head = f"verify csv at {self.root}: " + (f"{len(self.findings)} problem(s)" if self.findings else "no problems found")
+        return "\n".join([head, *(f"  {line}" for line in self.findings)])
 
 
 class CsvLandmarks(LandmarkSource):

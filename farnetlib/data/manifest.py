@@ -199,6 +199,10 @@ def verify(root: str | Path, dataset: str, manifest: dict | None = None) -> Veri
     can still be OK; a file with a checksum that is not there is ``missing``.
     """
     root = Path(root)
+    if dataset == "csv":  # your own data: no manifest, the table and its images checked instead
+        from .generic import CsvReport, inspect_csv
+
+        return CsvReport(root, inspect_csv(root))
     manifest = manifest if manifest is not None else load_manifest(dataset)
     report = VerifyReport(dataset, root)
     if not root.is_dir():
@@ -291,19 +295,6 @@ def labels_outside(root: Path, dataset: str) -> tuple[list[str], list[str]]:
     return [found[k] for k in sorted(found)], skipped
 
 
-def _verify_generic(root: str) -> None:
-    from .generic import inspect_csv
-
-    try:
-        findings = inspect_csv(root)
-    except DatasetError as err:
-        raise SystemExit(f"farnet: {err}") from None
-    print(f"verify csv at {root}: " + (f"{len(findings)} problem(s)" if findings else "no problems found"))
-    for line in findings:
-        print(f"  {line}")
-    raise SystemExit(1 if findings else 0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description="Build or check dataset manifests; 'verify csv ROOT' checks a "
                                              "generic copy (landmarks.csv) and lists every problem at once.")
@@ -312,10 +303,8 @@ def main() -> None:
     ap.add_argument("root")
     ap.add_argument("--image-copy", default="", help="what copy the image checksums describe")
     args = ap.parse_args()
-    if args.dataset == "csv":
-        if args.action != "verify":
-            raise SystemExit("farnet: a generic (csv) copy has no manifest to build; use: verify csv ROOT")
-        _verify_generic(args.root)
+    if args.dataset == "csv" and args.action != "verify":
+        raise SystemExit("farnet: a generic (csv) copy has no manifest to build; use: verify csv ROOT")
     if args.action == "build":
         manifest = build_manifest(args.root, args.dataset, args.image_copy)
         MANIFEST_DIR.mkdir(exist_ok=True)
@@ -323,6 +312,9 @@ def main() -> None:
         out.write_text(json.dumps(manifest, indent=1))
         print(f"wrote {out} ({len(manifest['files'])} files)")
     else:
-        report = verify(args.root, args.dataset)
+        try:
+            report = verify(args.root, args.dataset)
+        except DatasetError as err:  # e.g. no landmarks.csv at all: one line, no traceback
+            raise SystemExit(f"farnet: {err}") from None
         print(report.summary())
         raise SystemExit(0 if report.ok else 1)
