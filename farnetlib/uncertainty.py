@@ -83,11 +83,11 @@ def per_landmark_intervals(errors: np.ndarray, names: Sequence[str] | None = Non
     """Per landmark: MRE and its bootstrap interval (the same image resamples for every landmark)."""
     e = np.asarray(errors, dtype=np.float64)
     idx = _resample_indices(len(e), resamples, seed)
-    draws = e[idx].mean(axis=1)  # (resamples, K)
+    draws = np.nanmean(e[idx], axis=1)  # (resamples, K); NaN: a missing landmark, left out
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(draws, [tail, 100 - tail], axis=0)
     index = list(names) if names is not None else [str(k + 1) for k in range(e.shape[1])]
-    return pd.DataFrame({"mre": e.mean(axis=0), "lower": lo, "upper": hi}, index=pd.Index(index, name="landmark"))
+    return pd.DataFrame({"mre": np.nanmean(e, axis=0), "lower": lo, "upper": hi}, index=pd.Index(index, name="landmark"))
 
 
 def format_interval(value: float, lower: float, upper: float, digits: int = 2) -> str:
