@@ -10,8 +10,9 @@ def tiny(tmp_path, **kw) -> TrainConfig:
     values = dict(dataset="synthetic", synthetic_train=10, synthetic_test=4, val_count=3, synthetic_landmarks=5,
                   synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=2, batch_size=4,
                   backbone="resnet18", lr=1e-3, milestones=[1], results_dir=str(tmp_path), threads=2,
-                  precision="fp32", decoder_width=0.125)
-    if "decoder_width" not in TrainConfig.__dataclass_fields__:  # the tests run against older code too
-        del values["decoder_width"]
+                  precision="fp32", decoder_width=0.125, backend="torch")  # auto (an export per run) is tested on its own
+    for name in ("decoder_width", "backend"):  # the tests run against older code too
+        if name not in TrainConfig.__dataclass_fields__:
+            del values[name]
     values.update(kw)
     return TrainConfig(**values)

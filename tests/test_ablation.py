@@ -185,9 +185,9 @@ def test_with_overrides_applies_to_every_arm_and_keeps_the_arm_names(tmp_path):
 
 def test_committed_isbi_ablation_study_is_the_issue_s_design():
     """Five backbones with EWC, MSE and Adaptive Wing on densenet121, the reference with three seeds,
-    all sharing the CPU protocol's data, input size and optimiser."""
+    all sharing the data, input size and optimiser of the CPU protocol they were made with (recipe 1)."""
     study = load_study(REPO / "configs" / "isbi2015_ablation.json")
-    cpu = json.loads((REPO / "configs" / "isbi2015_cpu.json").read_text())
+    cpu = json.loads((REPO / "configs" / "recipe1" / "isbi2015_cpu.json").read_text())
     arms = {(c.backbone, c.loss, c.seed) for c in study.arms.values()}
     assert {b for b, loss, s in arms if loss == "ewc"} == {"densenet121", "densenet169", "resnet50", "vgg16_bn",
                                                            "efficientnet_b0"}

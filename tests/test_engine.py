@@ -151,7 +151,9 @@ def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
     cfg = TrainConfig.from_dict(values)
     assert cfg.dataset == "isbi2015" and cfg.val_count == 20
     values.update(dataset="synthetic", root=None, synthetic_train=6, synthetic_test=2, val_count=2,
-                  synthetic_landmarks=19, synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=1,
+                  synthetic_landmarks=19, synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=2,
+                  progressive_epochs=min(values.get("progressive_epochs", 0), 1),  # one half-size epoch, if any
+                  warmup_epochs=min(values.get("warmup_epochs", 0), 1), milestones=[1],
                   weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=2)
     run = load_run(train(TrainConfig.from_dict(values), progress=False))
     assert np.isfinite(run["metrics"]["splits"]["test"]["mre"])

@@ -37,7 +37,7 @@ def test_an_export_alone_serves_predictions_in_original_pixels(trained, tmp_path
     path = export_run(run_dir, "onnx", out_dir=tmp_path / "export")
     assert path.name == "model.onnx" and (tmp_path / "export" / "preprocess.json").is_file()
     from_file = Predictor.from_export(path).predict_arrays(images)[0]
-    eager = Predictor.from_run(run_dir, device="cpu").predict_arrays(images)[0]
+    eager = Predictor.from_run(run_dir, backend="torch", device="cpu").predict_arrays(images)[0]
     assert np.abs(from_file - eager).max() < 0.01
 
 
@@ -46,7 +46,7 @@ def test_the_evaluation_records_its_backend_and_matches_torch(trained):
     from farnetlib.engine import evaluate
 
     run_dir, _ = trained
-    torch_preds, torch_m = evaluate(run_dir, "test")
+    torch_preds, torch_m = evaluate(run_dir, "test", backend="torch")
     ort_preds, ort_m = evaluate(run_dir, "test", backend="onnxruntime")
     assert torch_m["execution"]["backend"] == "torch" and ort_m["execution"]["backend"] == "onnxruntime"
     assert np.abs(ort_preds[["pred_x", "pred_y"]].to_numpy() - torch_preds[["pred_x", "pred_y"]].to_numpy()).max() < 0.01
@@ -83,3 +83,29 @@ def test_the_predictor_round_trips_with_farnet_predicts_csv(trained, tmp_path):
     one = Predictor.from_run(run_dir, device="cpu").predict(folder / "im0.png")
     assert len(one) == 5 and list(one["landmark"]) == [1, 2, 3, 4, 5]
     assert np.allclose(one[["x", "y"]], direct[direct["image"] == "im0.png"][["x", "y"]])
+
+
+def test_auto_backend_is_the_fastest_parity_path_and_falls_back_to_torch(tmp_path, monkeypatch, capsys):
+    """backend "auto" (the config default): OpenVINO f32 where installed, recorded with what was asked;
+    a failing export is a warning and a torch evaluation, never a lost run."""
+    pytest.importorskip("openvino")
+    import json
+
+    from farnetlib import inference
+
+    auto = train(tiny(tmp_path, run_name="auto", epochs=1, backend="auto"), progress=False)
+    plain = train(tiny(tmp_path, run_name="plain", epochs=1), progress=False)
+    execution = json.loads((auto / "metrics.json").read_text())["execution"]
+    assert execution == {"backend": "openvino", "precision": "fp32", "requested": "auto"}
+    a = pd.read_csv(auto / "predictions.csv")
+    b = pd.read_csv(plain / "predictions.csv")
+    assert np.abs(a[["pred_x", "pred_y"]].to_numpy() - b[["pred_x", "pred_y"]].to_numpy()).max() < 0.01
+    assert (auto / "export" / "model.xml").is_file()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(inference, "export_run", broken)
+    fell_back = train(tiny(tmp_path, run_name="fallback", epochs=1, backend="auto"), progress=False)
+    assert json.loads((fell_back / "metrics.json").read_text())["execution"]["backend"] == "torch"
+    assert "backend 'openvino' failed (conversion failed); using torch" in capsys.readouterr().out

@@ -96,7 +96,7 @@ class TrainConfig:
     eval_batch_size: int = 8  # batch size of validation/test prediction (memory only, not results)
     eval_channels_last: bool = True  # final/stand-alone evaluation in channels_last (faster inference on CPU too)
     eval_precision: str = "fp32"  # validation/test prediction; fp32: bf16 heatmaps blunt the sub-pixel decoders
-    backend: str = "torch"  # final test evaluation: torch | onnxruntime | openvino (farnetlib.inference)
+    backend: str = "auto"  # final evaluation: auto (OpenVINO f32 where installed, parity-tested) | torch | onnxruntime | openvino
     backend_precision: str = "fp32"  # openvino only: fp32 (pinned) | bf16 (an explicit choice)
     # runtime
     seed: int = 0
@@ -196,8 +196,8 @@ class TrainConfig:
                 raise bad(name, "must be >= 1")
         if self.eval_precision not in PRECISIONS[1:]:
             raise bad("eval_precision", f"must be one of {list(PRECISIONS[1:])}")
-        if self.backend not in ("torch", "onnxruntime", "openvino"):
-            raise bad("backend", "must be 'torch', 'onnxruntime' or 'openvino'")
+        if self.backend not in ("auto", "torch", "onnxruntime", "openvino"):
+            raise bad("backend", "must be 'auto', 'torch', 'onnxruntime' or 'openvino'")
         if self.backend_precision not in ("fp32", "bf16"):
             raise bad("backend_precision", "must be 'fp32' or 'bf16'")
         if self.channels_last not in (True, False, "auto"):

@@ -152,14 +152,19 @@ def evaluate_splits(model: FARNet, cfg: TrainConfig, source: LandmarkSource, val
     return frames, metrics
 
 
-def backend_heatmaps(run_or_checkpoint: Path, backend: str, precision: str = "fp32"):
-    """(heatmap function or None for the model's own forward pass, what computed them) for a backend."""
-    if backend == "torch":
-        return None, {"backend": "torch", "precision": "fp32"}  # evaluate() runs the model in fp32
-    from ..inference import heatmap_backend
+def backend_heatmaps(run_or_checkpoint: Path, backend: str, precision: str = "fp32", device: str = "auto"):
+    """(heatmap function or None for the model's own forward pass, what computed them) for a backend
+    (``"auto"``: :func:`farnetlib.inference.resolve_backend`, falling back to torch on failure)."""
+    from ..inference import heatmap_backend, resolve_backend
 
-    impl, _ = heatmap_backend(run_or_checkpoint, backend, precision)
-    return (lambda x: torch.from_numpy(impl(x.numpy()))), {"backend": impl.name, "precision": impl.precision}
+    requested = {"requested": backend} if backend == "auto" else {}
+    if resolve_backend(backend, device) == "torch":
+        return None, {"backend": "torch", "precision": "fp32", **requested}  # evaluate() runs the model in fp32
+    impl, _ = heatmap_backend(run_or_checkpoint, backend, precision, device=device)
+    if impl.name == "torch":  # "auto" fell back
+        return None, {"backend": "torch", "precision": "fp32", **requested}
+    return (lambda x: torch.from_numpy(impl(x.numpy()))), {"backend": impl.name, "precision": impl.precision,
+                                                           **requested}
 
 
 def result_label(split: str, run_cfg: TrainConfig, eval_cfg: TrainConfig) -> str:
@@ -175,7 +180,7 @@ def result_label(split: str, run_cfg: TrainConfig, eval_cfg: TrainConfig) -> str
 
 def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None = None,
              device: str = "auto", write: bool = False, label: str | None = None, force: bool = False,
-             backend: str = "torch", backend_precision: str = "fp32", **overrides) -> tuple[pd.DataFrame, dict]:
+             backend: str = "auto", backend_precision: str = "fp32", **overrides) -> tuple[pd.DataFrame, dict]:
     """Evaluate a run's selected checkpoint (``checkpoints/best.pt``) on ``split``.
 
     ``root`` points at another copy of the dataset, e.g. the official ISBI layout holding Test2,
@@ -203,7 +208,7 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
                 raise FileExistsError(f"{path / 'metrics.json'} already holds an entry {label!r}; pass force=True "
                                       "(--force) to replace it, or another label (--label)")
         source = build_source(cfg, split)
-        fn, execution = backend_heatmaps(path, backend, backend_precision)
+        fn, execution = backend_heatmaps(path, backend, backend_precision, device)
         preds = predict_source(model, source, cfg, label, heatmaps=fn)
         metrics = {**split_metrics(preds, cfg, source), "split": split, "label": label, "execution": execution}
         if write:

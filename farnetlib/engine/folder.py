@@ -45,7 +45,7 @@ def list_images(path: str | Path) -> list[Path]:
 
 def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: str | Path,
                    decoder: str | None = None, overlays: bool = True, device: str = "auto",
-                   progress: bool = True, force: bool = False, backend: str = "torch",
+                   progress: bool = True, force: bool = False, backend: str = "auto",
                    backend_precision: str = "fp32", coverage: float | None = 0.9) -> pd.DataFrame:
     """Predict every image under ``images``; write ``predictions.csv`` (and ``overlays/<file>.png``,
     named after the whole file name so that ``a.png`` and ``a.jpg`` keep two overlays).

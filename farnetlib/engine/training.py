@@ -375,7 +375,7 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: 
     model = to_layout(build_model(cfg, data.source.num_landmarks), cfg.eval_channels_last)
     model.load_state_dict(state["model"])
     model.to(device)
-    heatmaps, execution = backend_heatmaps(run_dir, cfg.backend, cfg.backend_precision)
+    heatmaps, execution = backend_heatmaps(run_dir, cfg.backend, cfg.backend_precision, str(device))
     frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress, data.test_sources,
                                       heatmaps=heatmaps)
     metrics = {"run": run_dir.name, "selected_epoch": state["epoch"] + 1, "selection": "lowest validation MRE",
@@ -383,7 +383,7 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: 
                "image_counts": data.image_counts, "known_duplicates": data.known_duplicates,
                "parameters": parameter_counts(model), "final_evaluation_seconds": time.perf_counter() - t0,
                **metrics}
-    if cfg.backend == "torch":
+    if execution["backend"] == "torch":
         execution = {**execution, "precision": cfg.eval_precision, "channels_last": cfg.eval_channels_last}
     metrics["execution"] = execution  # what computed the test heatmaps
     write_atomic(run_dir / "predictions.csv", pd.concat(frames).to_csv(index=False))
