@@ -11,7 +11,7 @@ import pandas as pd
 from .metrics import per_landmark_table, radial_errors
 from .uncertainty import errors_matrix, format_interval, interval_columns
 
-__all__ = ["summary_table", "per_landmark", "worst_images", "group_spread", "backbone_table", "write_table", "paper_layout",
+__all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "group_spread", "backbone_table", "write_table", "paper_layout",
            "inter_observer", "model_vs_observers"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
@@ -74,13 +74,22 @@ def per_landmark(run: dict, split: str, radii: Iterable[float] | None = None) ->
     return per_landmark_table(errors.to_numpy(), radii, names=[f"{k} {n}" for k, n in names.items()])
 
 
-def worst_images(predictions: pd.DataFrame, split: str, n: int = 4, unit: str = "mm") -> list[str]:
-    """The ``n`` image ids of ``split`` with the largest MRE (labelled landmarks only), worst first."""
+def _per_image_mre(predictions: pd.DataFrame, split: str, unit: str) -> pd.Series:
     rows = predictions[predictions["split"] == split]
     if rows.empty:
         raise ValueError(f"no predictions for split {split!r}; splits: {sorted(predictions['split'].unique())}")
-    per_image = rows.groupby("id")["error_mm" if unit == "mm" else "error_px"].mean()
-    return per_image.sort_values(ascending=False).index[:n].tolist()
+    return rows.groupby("id")["error_mm" if unit == "mm" else "error_px"].mean().sort_values(ascending=False)
+
+
+def worst_images(predictions: pd.DataFrame, split: str, n: int = 4, unit: str = "mm") -> list[str]:
+    """The ``n`` image ids of ``split`` with the largest MRE in ``unit`` (labelled landmarks only), worst first."""
+    return _per_image_mre(predictions, split, unit).index[:n].tolist()
+
+
+def median_image(predictions: pd.DataFrame, split: str, unit: str = "mm") -> str:
+    """The image id of ``split`` whose MRE is the median one: what usual performance looks like."""
+    per_image = _per_image_mre(predictions, split, unit)
+    return str(per_image.index[len(per_image) // 2])
 
 
 def group_spread(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
