@@ -135,3 +135,22 @@ def test_the_codecs_give_exactly_the_targets_training_always_used():
     assert torch.equal(fine.encode(pts), GaussianHeatmapEncoder(3.0).encode(pts, (128, 96)))
     assert torch.equal(coarse.encode(pts), GaussianHeatmapEncoder(2.0).encode(rescale_points(pts, (128, 96), (64, 48)),
                                                                               (64, 48)))
+
+
+def test_config_sections_cover_every_field_once_and_decide_what_may_change_on_resume():
+    """Every field is in exactly one section; what may change between stretches is the evaluation,
+    runtime and paths sections (and epochs); committed run folders' configs still load."""
+    import json
+    from dataclasses import fields
+    from pathlib import Path
+
+    from farnetlib.engine.config import RESUMABLE_FIELDS, SECTIONS, TrainConfig
+
+    listed = [name for names in SECTIONS.values() for name in names]
+    assert sorted(listed) == sorted(f.name for f in fields(TrainConfig)) and len(listed) == len(set(listed))
+    assert RESUMABLE_FIELDS == set(SECTIONS["evaluation"]) | set(SECTIONS["runtime"]) | set(SECTIONS["paths"]) | {"epochs"}
+    assert "lr" not in RESUMABLE_FIELDS and "seed" not in RESUMABLE_FIELDS and "decoder" in RESUMABLE_FIELDS
+    repo = Path(__file__).resolve().parents[1]
+    for run in ("isbi2015_cpu/isbi2015_cpu", "isbi2015_cpu/isbi2015_cpu_recipe2", "aasce_cpu/aasce_cpu"):
+        cfg = TrainConfig.from_dict(json.loads((repo / "results" / run / "config.json").read_text()))
+        assert cfg.section("model")["backbone"] == "densenet121"

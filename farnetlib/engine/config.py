@@ -26,16 +26,29 @@ from ..losses import LOSSES
 from .precision import PRECISIONS
 from .runs import write_atomic
 
-__all__ = ["TrainConfig", "ConfigError", "RESUMABLE_FIELDS", "read_json_config"]
+__all__ = ["TrainConfig", "ConfigError", "SECTIONS", "RESUMABLE_FIELDS", "read_json_config"]
 
-# fields that may change between a run's stretches without changing what is trained: runtime
-# options, evaluation-only options, and paths (the data or the results moved)
-RESUMABLE_FIELDS = frozenset({
-    "epochs", "num_workers", "threads", "device", "cudnn_benchmark", "finite_check_every", "precision",
-    "channels_last", "compile", "time_limit",
-    "test_splits", "decoder", "eval_batch_size", "eval_channels_last", "eval_precision", "backend",
-    "backend_precision",
-    "root", "cache_dir", "results_dir", "run_name"})
+# The fields in sections (the flat JSON of every committed config and run folder stays as it is).
+# What may change between a run's stretches follows from them: paths, runtime and evaluation options
+# may (the data moved, another machine, another decoder for the final evaluation); data, model, loss
+# and optimisation may not, except ``epochs`` (a run may be extended).
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("dataset", "dataset_options", "ground_truth", "val_count", "split_seed", "hand_fold", "hand_scale_pair",
+             "missing", "outside", "partial", "synthetic_train", "synthetic_test", "synthetic_landmarks",
+             "synthetic_image_size"),
+    "model": ("backbone", "weights", "input_size", "reference_0_255", "fine_head_width", "decoder_width"),
+    "loss": ("sigma", "sigma_coarse", "loss", "ewc_base", "coarse_weight", "fine_weight"),
+    "optimisation": ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "milestones", "lr_gamma", "augment",
+                     "augment_level", "schedule", "warmup_epochs", "progressive_epochs", "progressive_scale",
+                     "eval_every", "seed", "sync_bn"),  # eval_every: which epochs can be selected
+    "evaluation": ("test_splits", "decoder", "eval_batch_size", "eval_channels_last", "eval_precision", "backend",
+                   "backend_precision"),
+    "runtime": ("device", "precision", "channels_last", "compile", "cudnn_benchmark", "finite_check_every",
+                "num_workers", "threads", "time_limit"),
+    "paths": ("root", "cache_dir", "results_dir", "run_name"),
+}
+RESUMABLE_SECTIONS = ("evaluation", "runtime", "paths")
+RESUMABLE_FIELDS = frozenset(name for sec in RESUMABLE_SECTIONS for name in SECTIONS[sec]) | {"epochs"}
 
 
 class ConfigError(ValueError):
@@ -243,6 +256,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def section(self, name: str) -> dict:
+        """The fields of one section (``SECTIONS``: data, model, loss, optimisation, evaluation,
+        runtime, paths) and their values."""
+        if name not in SECTIONS:
+            raise KeyError(f"unknown section {name!r}; sections: {list(SECTIONS)}")
+        return {f: getattr(self, f) for f in SECTIONS[name]}
 
     def default_run_name(self) -> str:
         """The run folder's name when ``run_name`` is None: dataset, backbone, seed and a hash of
