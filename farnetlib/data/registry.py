@@ -48,6 +48,8 @@ class DatasetSpec:
     options: dict = field(default_factory=dict)  # dataset_options keys -> (types, default)
     names_of: Callable[[Any], Sequence[str] | None] | None = None  # landmark names read from the data
     flip_permutation: tuple[int, ...] | None = None  # where a mirrored image is anatomically valid (TTA)
+    needs_root: bool = True  # False: generated in memory (synthetic)
+    pooled_by_pairs: bool = False  # cross-validation tables recompute mm for each 50 mm pair (the hand set)
 
     def names(self, cfg) -> Sequence[str] | None:
         """The landmark names of ``cfg``'s dataset (None where it has none)."""
@@ -133,7 +135,8 @@ register_dataset(DatasetSpec(
     "synthetic", _synthetic, "train", lambda cfg: ["test"], ("train", "test"), (800, 640),
     radii=lambda cfg: [2.0, 2.5, 3.0, 4.0],
     describe=lambda cfg: {"ground_truth": "synthetic truth", "unit": "mm",
-                          "spacing": f"nominal {240.0 / cfg.synthetic_image_size[0]:.4g} mm/px"}))
+                          "spacing": f"nominal {240.0 / cfg.synthetic_image_size[0]:.4g} mm/px"},
+    needs_root=False))
 register_dataset(DatasetSpec(
     "isbi2015", lambda cfg, split: ISBI2015(cfg.root, split, annotation=cfg.ground_truth, outside=cfg.outside),
     "train", lambda cfg: ["test1", "test2"], ("train", "test1", "test2"), (800, 640),
@@ -147,7 +150,7 @@ register_dataset(DatasetSpec(
     radii=lambda cfg: [2.0, 4.0, 10.0],
     describe=lambda cfg: {"ground_truth": "Payer annotations", "unit": "mm", "fold": cfg.hand_fold,
                           "spacing": f"landmarks {list(cfg.hand_scale_pair)} (0-based) set to 50 mm"},
-    folds=lambda cfg: [1, 2, 3], with_fold=lambda cfg, k: {"hand_fold": k}))
+    folds=lambda cfg: [1, 2, 3], with_fold=lambda cfg, k: {"hand_fold": k}, pooled_by_pairs=True))
 register_dataset(DatasetSpec(
     # spine radiographs are about 1:2.5 (W:H): a tall input keeps the per-axis scale of the vertebrae
     "aasce", lambda cfg, split: AASCESpine(cfg.root, split, missing=cfg.missing, outside=cfg.outside),

@@ -182,7 +182,7 @@ def _main(argv: list[str]) -> None:
             print("not every fold is finished yet: run the same command to resume")
             return
         print("\n".join(f"run folder: {d}" for d in run_dirs))
-        table = pooled_table if cfg.dataset == "hand_xray" else pooled_summary  # hand: both 50 mm pairs
+        table = pooled_table if get_dataset(cfg.dataset).pooled_by_pairs else pooled_summary  # hand: both 50 mm pairs
         print(table([load_run(d) for d in run_dirs]).round(3).to_string())
     elif args.cmd == "study":
         study = load_study(args.config)

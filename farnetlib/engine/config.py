@@ -150,7 +150,7 @@ class TrainConfig:
 
         if self.dataset not in DATASETS:
             raise bad("dataset", f"must be one of {list(DATASETS)} ('csv': your own images and landmarks.csv)")
-        if self.dataset != "synthetic" and not self.root:
+        if DATASETS[self.dataset].needs_root and not self.root:
             raise bad("root", f"dataset {self.dataset!r} needs the path of its folder")
         spec = DATASETS[self.dataset]
         known_splits = spec.splits
