@@ -122,7 +122,12 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str =
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
     df.to_csv(paths[0])
-    text = df.to_markdown()
+    flat = df
+    if isinstance(df.index, pd.MultiIndex):  # Markdown: "densenet121, ewc", not "('densenet121', 'ewc')"
+        flat = df.copy()
+        flat.index = pd.Index([", ".join(map(str, key)) for key in df.index],
+                              name=", ".join(str(n) for n in df.index.names))
+    text = flat.to_markdown()
     paths[1].write_text((f"{caption}\n\n" if caption else "") + text + "\n")
     tex = df.to_latex(escape=True, float_format=lambda v: f"{v:.2f}", caption=caption or None)
     paths[2].write_text(tex)
