@@ -160,7 +160,7 @@ def test_hand_cpu_protocol_through_farnet_cv_then_crossval_tables_and_figures(ha
     assert exe, "the farnet console script is not installed next to this Python"
     sets = [f"root={json.dumps(str(hand_root))}", "input_size=[64,64]", "sigma=2.0", "epochs=1", "warmup_epochs=0", "milestones=[]",
             "batch_size=8", "backbone=resnet18", f"results_dir={json.dumps(str(tmp_path / 'runs'))}",
-            "decoder_width=0.125"]
+            "decoder_width=0.125", "run_name=\"hand_xray_cpu\""]
     proc = subprocess.run([exe, "cv", "--config", str(REPO / "configs" / "hand_xray_cpu.json"), "--set", *sets],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
