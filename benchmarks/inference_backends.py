@@ -14,6 +14,7 @@ The machine should be otherwise idle.
 from __future__ import annotations
 
 import argparse
+import copy
 import resource
 import statistics
 import sys
@@ -37,7 +38,7 @@ def variants(model, run: Path, out: Path, size, int8_calibration=None, compile_=
     """name -> backend callable (normalised batch -> fine heatmaps) for one input size."""
     onnx = export_run(run, "onnx", out_dir=out / "onnx", input_size=size)
     xml = export_run(run, "openvino", out_dir=out / "openvino", input_size=size)
-    fresh = lambda: load_checkpoint(run / "checkpoints" / "best.pt", "cpu")[0]  # noqa: E731
+    fresh = lambda: copy.deepcopy(model)  # noqa: E731 - each variant its own copy of the loaded weights
     out_v = {"eager_fp32": TorchBackend(fresh().to(memory_format=torch.contiguous_format), channels_last=False,
                                         device="cpu"),
              "channels_last": TorchBackend(fresh(), channels_last=True, device="cpu")}

@@ -23,7 +23,7 @@ from .aasce import AASCESpine
 from .base import LandmarkSource
 from .generic import LANDMARKS_CSV
 from .hand import HandXray
-from .io import DatasetError
+from .io import DatasetError, read_json
 from .isbi import ISBI2015, ISBI_DUPLICATES, ISBI_SPLITS
 
 __all__ = ["write_generic", "from_coco", "from_builtin", "write_demo_dataset"]
@@ -61,12 +61,7 @@ def from_coco(annotations: str | Path, images_dir: str | Path, out_root: str | P
     with visibility 1 (labelled, not visible) are kept, or made missing with ``occluded="missing"``.
     COCO keypoint coordinates are pixel indices, our convention too: they are written unchanged."""
     path = Path(annotations)
-    try:
-        coco = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"COCO annotation file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    coco = read_json(path, what="COCO annotation file")
     cats = [c for c in coco.get("categories", []) if c.get("keypoints")]
     if len(cats) != 1:
         raise DatasetError(f"{path}: expected one category with keypoints, found {len(cats)}")

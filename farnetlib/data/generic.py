@@ -19,15 +19,16 @@ metrics, and counted (``missing_landmarks``), never silently dropped.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .base import LandmarkSource, points_outside
-from .io import IMAGE_SUFFIXES, DatasetError
+from .io import IMAGE_SUFFIXES, DatasetError, read_json
 from .spacing import spacing_from_reference
 
 __all__ = ["CsvLandmarks", "DatasetInfo", "read_dataset_info", "inspect_csv", "CsvReport", "CsvTable", "LANDMARKS_CSV"]
@@ -65,10 +66,7 @@ def read_dataset_info(root: str | Path) -> DatasetInfo:
     path = Path(root) / "dataset.json"
     if not path.is_file():
         return DatasetInfo()
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    values = read_json(path)
     known = set(DatasetInfo.__dataclass_fields__)
     if not isinstance(values, dict) or set(values) - known:
         extra = sorted(set(values) - known) if isinstance(values, dict) else values
@@ -102,13 +100,19 @@ def _number(cell: str) -> float:
 
 
 def parse_csv(root: Path, file: str = LANDMARKS_CSV) -> CsvTable:
-    """Read ``ROOT/file`` without opening images; problems are collected, not raised."""
-    path = root / file
+    """Read ``ROOT/file`` without opening images; problems are collected, not raised. The table is
+    parsed once per content (the registry asks for it several times per run): treat it as read-only."""
+    path = Path(root) / file
     if not path.is_file():
         raise DatasetError(f"landmark table not found: {path} (the generic format: one row per image, "
                            "columns image, x0, y0, x1, y1, ...)")
     with open(path, newline="") as f:
-        lines = list(csv.reader(f))
+        return _parse_table(path, f.read())
+
+
+@lru_cache(maxsize=8)
+def _parse_table(path: Path, text: str) -> CsvTable:
+    lines = list(csv.reader(io.StringIO(text, newline="")))
     if not lines:
         raise DatasetError(f"{path}: empty file (expected a header row: image, x0, y0, ...)")
     header = [h.strip() for h in lines[0]]

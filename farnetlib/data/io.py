@@ -2,18 +2,33 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["DatasetError", "read_gray", "read_points_txt", "find_image", "sha256_file", "IMAGE_SUFFIXES"]
+__all__ = ["DatasetError", "read_json", "read_gray", "read_points_txt", "find_image", "sha256_file", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 
 class DatasetError(ValueError):
     """Bad or missing dataset content; the message names the file (and line where there is one)."""
+
+
+def read_json(path: str | Path, error: type[Exception] = DatasetError, what: str = "file"):
+    """The JSON value in ``path``; a missing file or bad JSON raises ``error`` (one line naming the
+    file, and the line and column of a syntax error). ``what`` names the kind of file in the message."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (expected JSON)") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..backbones import BACKBONES
+from ..data.io import read_json
 from ..data.registry import DATASETS, get_dataset
 from ..heatmaps import DECODERS
 from ..losses import LOSSES
@@ -296,13 +297,7 @@ class TrainConfig:
 
 def read_json_config(path: str | Path) -> dict:
     """The JSON object in a config file; a missing file or bad JSON is a ``ConfigError`` naming it."""
-    path = Path(path)
-    try:
-        values = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    values = read_json(path, ConfigError, "config file")
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: a config file holds one JSON object of fields, not {type(values).__name__}")
     return values
