@@ -206,11 +206,11 @@ class HeatmapCodec:
     size) and the fine one (the input size).
     """
 
-    def __init__(self, input_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
+    def __init__(self, input_size: Sequence[int], heatmap_size: Sequence[int], sigma: float | None,
                  decoder: str = "quadratic") -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
-        self.encoder = GaussianHeatmapEncoder(sigma)
+        self.encoder = None if sigma is None else GaussianHeatmapEncoder(sigma)  # None: a decode-only codec
         self.decoder = build_decoder(decoder)
 
     @property
@@ -218,6 +218,8 @@ class HeatmapCodec:
         return self.input_size == self.heatmap_size
 
     def encode(self, points: ArrayLike) -> torch.Tensor:
+        if self.encoder is None:
+            raise ValueError("this codec was built without sigma (decode only); it cannot encode")
         pts = torch.as_tensor(points, dtype=torch.float32)
         if not self.same_size:  # the fine output skips the identity map, so its numbers stay bit-identical
             pts = rescale_points(pts, self.input_size, self.heatmap_size)
@@ -228,3 +230,12 @@ class HeatmapCodec:
             raise ValueError(f"heatmaps are {tuple(heatmaps.shape[-2:])}, this codec's are {self.heatmap_size}")
         pts, peak = self.decoder.decode(heatmaps.float())
         return (pts if self.same_size else rescale_points(pts, self.heatmap_size, self.input_size)), peak
+
+    def decode_original(self, heatmaps: torch.Tensor, image_hws: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """``(B, K, 2)`` float64 points in each image's **original** pixels (``image_hws``: B (H, W)
+        sizes of the images before resizing to the input) and ``(B, K)`` peaks, as NumPy arrays."""
+        pts, peak = self.decode(heatmaps)
+        pts, peak = pts.cpu().double().numpy(), peak.cpu().numpy()
+        if len(image_hws) != len(pts):
+            raise ValueError(f"{len(image_hws)} image sizes for {len(pts)} heatmaps")
+        return np.stack([rescale_points(p, self.input_size, tuple(hw)) for p, hw in zip(pts, image_hws)]), peak

@@ -32,9 +32,9 @@ import pandas as pd
 import torch
 
 from .data.io import read_gray
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_image, to_tensor
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_input
 from .engine.runs import selected_checkpoint
-from .heatmaps import build_decoder, rescale_points
+from .heatmaps import HeatmapCodec
 from .progress import tqdm
 
 __all__ = ["BACKENDS", "resolve_backend", "Preprocess", "Predictor", "export_run", "quantize_run", "make_backend", "MissingExtra",
@@ -76,8 +76,7 @@ class Preprocess:
 
     def image_to_input(self, image: np.ndarray) -> np.ndarray:
         """A (H, W) uint8 grayscale image -> the normalised (3, H, W) float32 model input."""
-        resized = resize_image(image, self.input_size).astype(np.float32) / 255.0
-        return to_tensor(resized, self.reference_0_255).numpy()
+        return image_to_input(image, self.input_size, self.reference_0_255).numpy()
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -322,7 +321,7 @@ class Predictor:
 
     def __init__(self, backend, preprocess: Preprocess, batch_size: int = 8) -> None:
         self.backend, self.pre, self.batch_size = backend, preprocess, batch_size
-        self.decoder = build_decoder(preprocess.decoder)
+        self.codec = HeatmapCodec(preprocess.input_size, preprocess.input_size, None, preprocess.decoder)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, backend: str = "auto", precision: str = "fp32",
@@ -347,9 +346,7 @@ class Predictor:
 
     def decode(self, heatmaps: np.ndarray, image_hw: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         """(B, K, 2) points in original pixels and (B, K) peaks from (B, K, h, w) heatmaps (fp32)."""
-        pts, peak = self.decoder.decode(torch.from_numpy(np.ascontiguousarray(heatmaps, dtype=np.float32)))
-        pts, peak = pts.double().numpy(), peak.numpy()
-        return np.stack([rescale_points(p, self.pre.input_size, hw) for p, hw in zip(pts, image_hw)]), peak
+        return self.codec.decode_original(torch.from_numpy(np.ascontiguousarray(heatmaps, dtype=np.float32)), image_hw)
 
     def predict_arrays(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(N, K, 2) points in original pixels and (N, K) peaks of (H, W) uint8 images."""

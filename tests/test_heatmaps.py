@@ -112,3 +112,22 @@ def test_the_codec_encodes_input_pixels_and_decodes_back_to_them_at_half_resolut
         assert (back[0] - pts).norm(dim=-1).max().item() < 0.25  # bf16 rounding of the heatmap values
     with pytest.raises(ValueError, match="this codec's are"):
         coarse.decode(torch.zeros(1, 50, 32, 32))
+
+
+def test_decode_original_maps_input_pixels_to_each_images_own_size():
+    from farnetlib.heatmaps import HeatmapCodec
+
+    pts = _random_points(20, 128, 96, margin=12, seed=4)
+    fine = HeatmapCodec((128, 96), (128, 96), sigma=2.0)
+    heatmaps = fine.encode(pts)[None].expand(2, -1, -1, -1)
+    sizes = [(2400, 1935), (640, 480)]  # two originals of different sizes and aspects
+    out, peak = fine.decode_original(heatmaps, sizes)
+    assert out.dtype == np.float64 and out.shape == (2, 20, 2) and peak.shape == (2, 20)
+    for b, hw in enumerate(sizes):
+        expected = rescale_points(pts.double().numpy(), (128, 96), hw)
+        assert np.abs(out[b] - expected).max() < 0.01 * hw[0] / 128  # the decoder's sub-pixel error, scaled
+    assert not np.allclose(out[0], out[1])
+    with pytest.raises(ValueError, match="2 image sizes for 1 heatmaps|1 image sizes"):
+        fine.decode_original(heatmaps[:1], sizes)
+    with pytest.raises(ValueError, match="without sigma"):
+        HeatmapCodec((128, 96), (128, 96), None).encode(pts)

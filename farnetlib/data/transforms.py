@@ -15,7 +15,7 @@ from scipy.ndimage import affine_transform
 
 from ..heatmaps import rescale_points
 
-__all__ = ["resize_image", "resize_sample", "Augment", "AUGMENT_LEVELS", "to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["resize_image", "resize_sample", "Augment", "AUGMENT_LEVELS", "to_tensor", "image_to_input", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -109,3 +109,9 @@ def to_tensor(image01: np.ndarray, reference_0_255: bool = False) -> torch.Tenso
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (x.unsqueeze(0).expand(3, -1, -1) - mean) / std
+
+
+def image_to_input(image: np.ndarray, input_size: tuple[int, int], reference_0_255: bool = False) -> torch.Tensor:
+    """A (H, W) uint8 grayscale image -> the normalised (3, h, w) float32 model input of ``input_size``
+    (what the dataset does to a cached image, without augmentation)."""
+    return to_tensor(resize_image(image, input_size).astype(np.float32) / 255.0, reference_0_255)

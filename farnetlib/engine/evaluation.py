@@ -15,8 +15,8 @@ from ..progress import tqdm
 
 from ..data import AASCESpine, DatasetError, LandmarkDataset, LandmarkSource
 from ..data.registry import get_dataset
-from ..data.transforms import resize_image, to_tensor
-from ..heatmaps import HeatmapCodec, build_decoder, rescale_points
+from ..data.transforms import image_to_input
+from ..heatmaps import HeatmapCodec
 from ..metrics import radial_errors, summarize
 from ..model import FARNet
 from ..spine import spine_metrics
@@ -39,13 +39,13 @@ def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decod
     if image.ndim != 2:
         raise ValueError(f"predict expects a (H, W) grayscale image, got shape {image.shape}")
     device = next(model.parameters()).device
-    x = to_tensor(resize_image(image, input_size).astype(np.float32) / 255.0, reference_0_255)[None].to(device)
+    x = image_to_input(image, input_size, reference_0_255)[None].to(device)
     model.eval()
     with autocast(device, resolve_precision(precision, device)):
         fine = model(to_layout(x, is_channels_last(model))).fine
-    pts, peak = build_decoder(decoder).decode(fine.float())
-    pts = rescale_points(pts[0].cpu().double().numpy(), input_size, image.shape)
-    return (pts, peak[0].cpu().numpy()) if return_peak else pts
+    pts, peak = HeatmapCodec(input_size, input_size, None, decoder).decode_original(fine, [image.shape])
+    pts, peak = pts[0], peak[0]
+    return (pts, peak) if return_peak else pts
 
 
 @torch.no_grad()
@@ -71,11 +71,9 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
         else:
             with autocast(device, precision):
                 fine = model(to_layout(batch["image"].to(device, non_blocking=True), channels_last)).fine
-        pts, peak = codec.decode(fine)  # input pixels, decoded in fp32
-        pts, peak = pts.cpu().double().numpy(), peak.cpu().numpy()
-        for b in range(len(pts)):
-            orig_hw = tuple(batch["orig_hw"][b].tolist())
-            pred = rescale_points(pts[b], cfg.input_size, orig_hw)
+        orig_hws = [tuple(hw) for hw in batch["orig_hw"].tolist()]
+        preds, peak = codec.decode_original(fine, orig_hws)  # decoded in fp32
+        for b, (pred, orig_hw) in enumerate(zip(preds, orig_hws)):
             gt = batch["landmarks_orig"][b].numpy()
             spacing = batch["spacing"][b].numpy()
             err_px = radial_errors(pred[None], gt[None])[0]
