@@ -65,7 +65,7 @@ class Preprocess:
     num_landmarks: int
     landmark_names: list[str]
     decoder: str = "quadratic"
-    reference_0_255: bool = False  # the reference code's 0-255 intensities before ImageNet normalisation
+    intensity_range: str = "0-1"  # "0-255": the reference code's 0-255 intensities before ImageNet normalisation
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     dataset: str = ""
@@ -76,7 +76,7 @@ class Preprocess:
 
     def image_to_input(self, image: np.ndarray) -> np.ndarray:
         """A (H, W) uint8 grayscale image -> the normalised (3, H, W) float32 model input."""
-        return image_to_input(image, self.input_size, self.reference_0_255).numpy()
+        return image_to_input(image, self.input_size, self.intensity_range).numpy()
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -84,6 +84,8 @@ class Preprocess:
     @classmethod
     def load(cls, path: Path) -> "Preprocess":
         values = json.loads(Path(path).read_text())
+        if "reference_0_255" in values:  # an export of before the rename
+            values["intensity_range"] = "0-255" if values.pop("reference_0_255") else "0-1"
         values["input_size"] = tuple(values["input_size"])
         values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
         return cls(**values)
@@ -108,7 +110,7 @@ def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Prepr
     names = _landmark_names(spec, cfg, num_landmarks)
     described = describe_ground_truth(cfg)
     return Preprocess(input_size=tuple(cfg.input_size), num_landmarks=num_landmarks, landmark_names=names,
-                      decoder=cfg.decoder, reference_0_255=cfg.reference_0_255, dataset=cfg.dataset,
+                      decoder=cfg.decoder, intensity_range=cfg.intensity_range, dataset=cfg.dataset,
                       spacing_rule=described.get("spacing", ""),
                       spacing_mm=spec.spacing_mm, run=run_dir.name,
                       source={"checkpoint": "checkpoints/best.pt", "selected_epoch": int(state.get("epoch", -1)) + 1})

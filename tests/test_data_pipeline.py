@@ -43,7 +43,7 @@ def test_resize_maps_landmarks_per_axis():
 def test_to_tensor_normalisations():
     x = to_tensor(np.full((4, 4), 0.485, np.float32))
     assert x.shape == (3, 4, 4) and abs(x[0].mean().item()) < 1e-6
-    ref = to_tensor(np.full((4, 4), 1.0, np.float32), reference_0_255=True)
+    ref = to_tensor(np.full((4, 4), 1.0, np.float32), intensity_range="0-255")
     assert ref[0, 0, 0].item() == pytest.approx((255 - 0.485) / 0.229, rel=1e-5)
 
 

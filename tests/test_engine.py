@@ -251,6 +251,20 @@ def test_legacy_run_configs_load_with_their_fine_head(tmp_path):
     assert TrainConfig.from_dict({**legacy, "amp": False}).precision == "fp32"
 
 
+def test_reference_0_255_configs_load_as_intensity_range_and_keep_their_run_names():
+    # the names below are what farnet computed before `reference_0_255` became `intensity_range`
+    # (commit 925daa9), so the same command still finds and resumes the same run folder
+    assert TrainConfig().default_run_name() == "synthetic-densenet121-s0-c3a6d7aa"
+    assert TrainConfig(intensity_range="0-255").default_run_name() == "synthetic-densenet121-s0-c9e3242e"
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "intensity_range"}
+    assert TrainConfig.from_dict({**old, "reference_0_255": True}).intensity_range == "0-255"
+    assert TrainConfig.from_dict({**old, "reference_0_255": False}) == TrainConfig()
+    with pytest.raises(ConfigError, match="'reference_0_255' = 'yes'"):
+        TrainConfig.from_dict({**old, "reference_0_255": "yes"})
+    with pytest.raises(ConfigError, match="intensity_range"):
+        TrainConfig(intensity_range="0-256")
+
+
 def test_environment_records_accelerator_versions_and_all_packages(tmp_path):
     run = load_run(train(tiny(tmp_path, run_name="env", epochs=1), progress=False))
     env = run["environment"]

@@ -26,14 +26,14 @@ __all__ = ["LandmarkDataset"]
 class LandmarkDataset(Dataset):
     def __init__(self, source: LandmarkSource, input_size: tuple[int, int] = (800, 640),
                  augment: Augment | None = None, cache: ImageCache | None = None,
-                 indices: Sequence[int] | None = None, reference_0_255: bool = False, seed: int = 0) -> None:
+                 indices: Sequence[int] | None = None, intensity_range: str = "0-1", seed: int = 0) -> None:
         h, w = input_size
         if h % 32 or w % 32:
             raise ValueError(f"input_size sides must be multiples of 32 (FARNet strides), got {input_size}")
         self.source, self.input_size, self.augment = source, (int(h), int(w)), augment
         self.cache = cache if cache is not None else ImageCache()
         self.indices = list(range(len(source))) if indices is None else list(indices)
-        self.reference_0_255, self.seed = reference_0_255, seed
+        self.intensity_range, self.seed = intensity_range, seed
         # in shared memory, so that set_epoch reaches DataLoader workers that persist across epochs
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._orig_hw: dict[int, tuple[int, int]] = {}
@@ -77,7 +77,7 @@ class LandmarkDataset(Dataset):
             image01 = image.astype(np.float32) / 255.0
         spacing = self.source.spacing(i)
         return {
-            "image": to_tensor(image01, self.reference_0_255),
+            "image": to_tensor(image01, self.intensity_range),
             "landmarks": torch.as_tensor(pts, dtype=torch.float32),
             "landmarks_orig": torch.as_tensor(self.source.landmarks[i], dtype=torch.float64),
             "orig_hw": torch.tensor(orig),

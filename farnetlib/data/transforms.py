@@ -15,7 +15,7 @@ from scipy.ndimage import affine_transform
 
 from ..heatmaps import rescale_points
 
-__all__ = ["resize_image", "resize_sample", "Augment", "AUGMENT_LEVELS", "to_tensor", "image_to_input", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["resize_image", "resize_sample", "Augment", "AUGMENT_LEVELS", "to_tensor", "image_to_input", "INTENSITY_RANGES", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -97,21 +97,27 @@ AUGMENT_LEVELS = {
 }
 
 
-def to_tensor(image01: np.ndarray, reference_0_255: bool = False) -> torch.Tensor:
+INTENSITY_RANGES = ("0-1", "0-255")
+
+
+def to_tensor(image01: np.ndarray, intensity_range: str = "0-1") -> torch.Tensor:
     """(H, W) float image in [0, 1] -> (3, H, W) ImageNet-normalised tensor (gray replicated).
 
-    ``reference_0_255=True`` reproduces the reference code: 0-255 values normalised with the
-    ImageNet mean/std (which are meant for [0, 1]); for faithfulness studies only.
+    ``intensity_range``: the range of the values that meet the ImageNet mean/std: ``"0-1"`` (the
+    paper; what the mean/std are meant for) or ``"0-255"``, which reproduces the reference code's
+    normalisation of 0-255 values (for faithfulness studies only).
     """
     x = torch.from_numpy(np.ascontiguousarray(image01, dtype=np.float32))
-    if reference_0_255:
+    if intensity_range not in INTENSITY_RANGES:
+        raise ValueError(f"intensity_range must be one of {INTENSITY_RANGES}, got {intensity_range!r}")
+    if intensity_range == "0-255":
         x = x * 255.0
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (x.unsqueeze(0).expand(3, -1, -1) - mean) / std
 
 
-def image_to_input(image: np.ndarray, input_size: tuple[int, int], reference_0_255: bool = False) -> torch.Tensor:
+def image_to_input(image: np.ndarray, input_size: tuple[int, int], intensity_range: str = "0-1") -> torch.Tensor:
     """A (H, W) uint8 grayscale image -> the normalised (3, h, w) float32 model input of ``input_size``
     (what the dataset does to a cached image, without augmentation)."""
-    return to_tensor(resize_image(image, input_size).astype(np.float32) / 255.0, reference_0_255)
+    return to_tensor(resize_image(image, input_size).astype(np.float32) / 255.0, intensity_range)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..backbones import BACKBONES
 from ..data.io import read_json
+from ..data.transforms import INTENSITY_RANGES
 from ..data.registry import DATASETS, get_dataset
 from ..heatmaps import DECODERS
 from ..losses import LOSSES
@@ -37,7 +38,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "dataset_options", "ground_truth", "val_count", "split_seed", "hand_fold", "hand_scale_pair",
              "missing", "outside", "partial", "synthetic_train", "synthetic_test", "synthetic_landmarks",
              "synthetic_image_size"),
-    "model": ("backbone", "weights", "input_size", "reference_0_255", "fine_head_width", "decoder_width"),
+    "model": ("backbone", "weights", "input_size", "intensity_range", "fine_head_width", "decoder_width"),
     "loss": ("sigma", "sigma_coarse", "loss", "ewc_base", "coarse_weight", "fine_weight"),
     "optimisation": ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "milestones", "lr_gamma", "augment",
                      "augment_level", "schedule", "warmup_epochs", "progressive_epochs", "progressive_scale",
@@ -80,7 +81,7 @@ class TrainConfig:
     backbone: str = "densenet121"
     weights: str | None = None  # None | "imagenet" | path to a backbone state dict
     input_size: tuple[int, int] | None = None  # (H, W), multiples of 32; None: the dataset's default
-    reference_0_255: bool = False  # reference-code intensity normalisation (faithfulness studies)
+    intensity_range: str = "0-1"  # values that meet the ImageNet mean/std; "0-255": the reference code's
     fine_head_width: int | None = None  # None: the reference width 64 + 32 + K; 64: farnet <= 0.1
     decoder_width: float = 1.0  # multiplier of the aggregation/refinement widths; 1 = the paper (tests: 0.125)
     # targets and loss
@@ -169,6 +170,8 @@ class TrainConfig:
             if not isinstance(value, types_) or (isinstance(value, bool) and bool not in types_):
                 raise bad("dataset_options", f"option {key!r} = {value!r} must be "
                                              f"{' or '.join('null' if t is type(None) else t.__name__ for t in types_)}")
+        if self.intensity_range not in INTENSITY_RANGES:
+            raise bad("intensity_range", f"must be one of {list(INTENSITY_RANGES)} ('0-1': the paper; '0-255': the reference code)")
         if self.ground_truth not in ("mean", "senior", "junior"):
             raise bad("ground_truth", "must be 'mean', 'senior' or 'junior'")
         if self.backbone not in BACKBONES:
@@ -271,6 +274,7 @@ class TrainConfig:
         same folder and another config gets another one."""
         trained = {k: v for k, v in sorted(self.to_dict().items()) if k not in RESUMABLE_FIELDS
                    and not (k == "dataset_options" and not v)}  # names from before the field stay the same
+        trained["reference_0_255"] = trained.pop("intensity_range") == "0-255"  # and from before the rename
         digest = hashlib.sha1(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.dataset}-{self.backbone}-s{self.seed}-{digest}"
 
@@ -343,7 +347,14 @@ def _describe_type(hint) -> str:
 
 
 def _upgrade_legacy(values: dict) -> dict:
-    """A config dict of farnet 0.1 (with ``amp``, narrow fine head) in today's fields."""
+    """A config dict of farnet 0.1 (with ``amp``, narrow fine head) or with ``reference_0_255`` (now
+    ``intensity_range``) in today's fields."""
+    if "reference_0_255" in values:
+        values = dict(values)
+        flag = values.pop("reference_0_255")
+        if not isinstance(flag, bool):
+            raise ConfigError(f"config field 'reference_0_255' = {flag!r}: must be true or false")
+        values.setdefault("intensity_range", "0-255" if flag else "0-1")
     if "amp" not in values:
         return values
     values = dict(values)
