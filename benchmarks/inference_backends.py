@@ -121,13 +121,13 @@ def main() -> None:
     calib = None
     if not args.no_int8:
         ds = LandmarkDataset(train_source, cfg.input_size, indices=train_idx[:args.calibration],
-                             intensity_range=cfg.intensity_range)
+                             intensity_range=cfg.intensity_range, contrast=cfg.contrast)
         calib = [ds[j]["image"].numpy()[None] for j in range(len(ds))]
     res = {"run": str(run), "machine": machine(), "threads": args.threads, "input_hw": list(cfg.input_size),
            "batch": args.batch, "rounds": args.rounds, "int8_calibration_images": 0 if calib is None else len(calib)}
     backends = variants(model, run, out / "run_size", cfg.input_size, calib, args.compile)
     val_ds = LandmarkDataset(train_source, cfg.input_size, indices=val_idx[:args.batch],
-                             intensity_range=cfg.intensity_range)
+                             intensity_range=cfg.intensity_range, contrast=cfg.contrast)
     batch = np.stack([val_ds[j]["image"].numpy() for j in range(len(val_ds))]).astype(np.float32)
     res["speed_run_size"] = interleaved(backends, batch, args.rounds)
     res["parity"] = parity(model, cfg, sources, backends)

@@ -66,6 +66,7 @@ class Preprocess:
     landmark_names: list[str]
     decoder: str = "quadratic"
     intensity_range: str = "0-1"  # "0-255": the reference code's 0-255 intensities before ImageNet normalisation
+    contrast: str = "none"  # "clahe": adaptive histogram equalisation at the input size (config `contrast`)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     dataset: str = ""
@@ -76,7 +77,7 @@ class Preprocess:
 
     def image_to_input(self, image: np.ndarray) -> np.ndarray:
         """A (H, W) uint8 grayscale image -> the normalised (3, H, W) float32 model input."""
-        return image_to_input(image, self.input_size, self.intensity_range).numpy()
+        return image_to_input(image, self.input_size, self.intensity_range, self.contrast).numpy()
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -110,7 +111,8 @@ def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Prepr
     names = _landmark_names(spec, cfg, num_landmarks)
     described = describe_ground_truth(cfg)
     return Preprocess(input_size=tuple(cfg.input_size), num_landmarks=num_landmarks, landmark_names=names,
-                      decoder=cfg.decoder, intensity_range=cfg.intensity_range, dataset=cfg.dataset,
+                      decoder=cfg.decoder, intensity_range=cfg.intensity_range, contrast=cfg.contrast,
+                      dataset=cfg.dataset,
                       spacing_rule=described.get("spacing", ""),
                       spacing_mm=spec.spacing_mm, run=run_dir.name,
                       source={"checkpoint": "checkpoints/best.pt", "selected_epoch": int(state.get("epoch", -1)) + 1})

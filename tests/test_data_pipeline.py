@@ -62,6 +62,28 @@ def test_dataset_items_and_augmentation_is_reproducible():
         LandmarkDataset(src, (60, 64))
 
 
+def test_clahe_raises_local_contrast_and_is_the_same_in_training_and_inference():
+    from farnetlib.data.transforms import adjust_contrast, image_to_input, resize_image
+
+    rng = np.random.default_rng(0)
+    dim = (100 + 20 * rng.random((128, 96))).astype(np.uint8)  # a dull image: values 100..119
+    dim[:, 48:] += 10
+    out = adjust_contrast(dim, "clahe")
+    assert out.dtype == np.uint8 and out.shape == dim.shape
+    assert out.std() > 3 * dim.std() and out.max() - out.min() > 100
+    assert adjust_contrast(dim, "none") is dim
+    with pytest.raises(ValueError, match="contrast must be one of"):
+        adjust_contrast(dim, "equalise")
+    src = Synthetic(2, 5, (120, 100), seed=0)
+    item = LandmarkDataset(src, (64, 64), contrast="clahe")[1]["image"]
+    plain = LandmarkDataset(src, (64, 64))[1]["image"]
+    assert not np.allclose(item, plain)
+    np.testing.assert_array_equal(item.numpy(), image_to_input(src.read_image(1), (64, 64), contrast="clahe").numpy())
+    np.testing.assert_array_equal(plain.numpy(), to_tensor(resize_image(src.read_image(1), (64, 64)) / np.float32(255)).numpy())
+    with pytest.raises(ValueError, match="contrast must be one of"):
+        LandmarkDataset(src, (64, 64), contrast="hist")
+
+
 def test_disk_cache_is_reused_and_keyed_by_content(isbi_root, tmp_path):
     from farnetlib.data import ISBI2015
 

@@ -20,6 +20,7 @@ from helpers import tiny
     ("ground_truth", "both", "'ground_truth'"),
     ("decoder", "soft", "'decoder'"),
     ("dataset", "mnist", "'dataset'"),
+    ("contrast", "hist", "'contrast'.*clahe"),
 ])
 def test_bad_config_values_name_the_field(field, value, match):
     with pytest.raises(ConfigError, match=match):

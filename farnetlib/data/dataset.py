@@ -18,7 +18,7 @@ from ..progress import tqdm
 from ..heatmaps import rescale_points
 from .base import LandmarkSource, check_inside
 from .cache import ImageCache
-from .transforms import Augment, to_tensor
+from .transforms import CONTRASTS, Augment, adjust_contrast, to_tensor
 
 __all__ = ["LandmarkDataset"]
 
@@ -26,14 +26,18 @@ __all__ = ["LandmarkDataset"]
 class LandmarkDataset(Dataset):
     def __init__(self, source: LandmarkSource, input_size: tuple[int, int] = (800, 640),
                  augment: Augment | None = None, cache: ImageCache | None = None,
-                 indices: Sequence[int] | None = None, intensity_range: str = "0-1", seed: int = 0) -> None:
+                 indices: Sequence[int] | None = None, intensity_range: str = "0-1", seed: int = 0,
+                 contrast: str = "none") -> None:
         h, w = input_size
         if h % 32 or w % 32:
             raise ValueError(f"input_size sides must be multiples of 32 (FARNet strides), got {input_size}")
         self.source, self.input_size, self.augment = source, (int(h), int(w)), augment
         self.cache = cache if cache is not None else ImageCache()
         self.indices = list(range(len(source))) if indices is None else list(indices)
-        self.intensity_range, self.seed = intensity_range, seed
+        if contrast not in CONTRASTS:
+            raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
+        self.intensity_range, self.seed, self.contrast = intensity_range, seed, contrast
+        self._adjusted: dict[int, np.ndarray] = {}  # contrast-adjusted cached images, once per image
         # in shared memory, so that set_epoch reaches DataLoader workers that persist across epochs
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._orig_hw: dict[int, tuple[int, int]] = {}
@@ -65,10 +69,19 @@ class LandmarkDataset(Dataset):
             self._orig_hw[i] = hw
         return self._orig_hw[i]
 
+    def _image(self, i: int) -> np.ndarray:
+        """Image ``i`` at the input size (uint8), with the dataset's contrast adjustment."""
+        image = self.cache.get(self.source, i, self.input_size)
+        if self.contrast == "none":
+            return image
+        if i not in self._adjusted:
+            self._adjusted[i] = adjust_contrast(image, self.contrast)
+        return self._adjusted[i]
+
     def __getitem__(self, j: int) -> dict:
         i = self.indices[j]
         orig = self.orig_hw(j)
-        image = self.cache.get(self.source, i, self.input_size)
+        image = self._image(i)
         pts = rescale_points(self.source.landmarks[i], orig, self.input_size)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, i])

@@ -15,7 +15,7 @@ from scipy.ndimage import affine_transform
 
 from ..heatmaps import rescale_points
 
-__all__ = ["resize_image", "resize_sample", "Augment", "AUGMENT_LEVELS", "to_tensor", "image_to_input", "INTENSITY_RANGES", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["resize_image", "resize_sample", "Augment", "AUGMENT_LEVELS", "to_tensor", "image_to_input", "INTENSITY_RANGES", "CONTRASTS", "adjust_contrast", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,6 +98,24 @@ AUGMENT_LEVELS = {
 
 
 INTENSITY_RANGES = ("0-1", "0-255")
+CONTRASTS = ("none", "clahe")
+CLAHE_CLIP_LIMIT = 0.01  # scikit-image's default: the fraction of a tile's histogram kept per bin
+
+
+def adjust_contrast(image: np.ndarray, contrast: str = "none") -> np.ndarray:
+    """A (H, W) uint8 image with ``contrast`` applied: ``"none"`` (as is, FARNet's input) or
+    ``"clahe"``, contrast-limited adaptive histogram equalisation (scikit-image's
+    ``equalize_adapthist``, 8 x 8 tiles, clip limit 0.01), a common X-ray preprocessing: an option
+    beyond the paper, applied to the image at the model's input size (cheap, and the same in
+    training and inference)."""
+    if contrast == "none":
+        return image
+    if contrast != "clahe":
+        raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
+    from skimage.exposure import equalize_adapthist
+
+    return np.round(equalize_adapthist(image, clip_limit=CLAHE_CLIP_LIMIT) * 255.0).astype(np.uint8)
+
 
 
 def to_tensor(image01: np.ndarray, intensity_range: str = "0-1") -> torch.Tensor:
@@ -117,7 +135,9 @@ def to_tensor(image01: np.ndarray, intensity_range: str = "0-1") -> torch.Tensor
     return (x.unsqueeze(0).expand(3, -1, -1) - mean) / std
 
 
-def image_to_input(image: np.ndarray, input_size: tuple[int, int], intensity_range: str = "0-1") -> torch.Tensor:
+def image_to_input(image: np.ndarray, input_size: tuple[int, int], intensity_range: str = "0-1",
+                   contrast: str = "none") -> torch.Tensor:
     """A (H, W) uint8 grayscale image -> the normalised (3, h, w) float32 model input of ``input_size``
-    (what the dataset does to a cached image, without augmentation)."""
-    return to_tensor(resize_image(image, input_size).astype(np.float32) / 255.0, intensity_range)
+    (what the dataset does to an image, without augmentation)."""
+    resized = adjust_contrast(resize_image(image, input_size), contrast)
+    return to_tensor(resized.astype(np.float32) / 255.0, intensity_range)

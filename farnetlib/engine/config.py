@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..backbones import BACKBONES
 from ..data.io import read_json
-from ..data.transforms import INTENSITY_RANGES
+from ..data.transforms import CONTRASTS, INTENSITY_RANGES
 from ..data.registry import DATASETS, get_dataset
 from ..heatmaps import DECODERS
 from ..losses import LOSSES
@@ -38,7 +38,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "dataset_options", "ground_truth", "val_count", "split_seed", "hand_fold", "hand_scale_pair",
              "missing", "outside", "partial", "synthetic_train", "synthetic_test", "synthetic_landmarks",
              "synthetic_image_size"),
-    "model": ("backbone", "weights", "input_size", "intensity_range", "fine_head_width", "decoder_width"),
+    "model": ("backbone", "weights", "input_size", "intensity_range", "contrast", "fine_head_width", "decoder_width"),
     "loss": ("sigma", "sigma_coarse", "loss", "ewc_base", "coarse_weight", "fine_weight"),
     "optimisation": ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "milestones", "lr_gamma", "augment",
                      "augment_level", "schedule", "warmup_epochs", "progressive_epochs", "progressive_scale",
@@ -82,6 +82,7 @@ class TrainConfig:
     weights: str | None = None  # None | "imagenet" | path to a backbone state dict
     input_size: tuple[int, int] | None = None  # (H, W), multiples of 32; None: the dataset's default
     intensity_range: str = "0-1"  # values that meet the ImageNet mean/std; "0-255": the reference code's
+    contrast: str = "none"  # "clahe": scikit-image adaptive histogram equalisation at the input size (beyond the paper)
     fine_head_width: int | None = None  # None: the reference width 64 + 32 + K; 64: farnet <= 0.1
     decoder_width: float = 1.0  # multiplier of the aggregation/refinement widths; 1 = the paper (tests: 0.125)
     # targets and loss
@@ -172,6 +173,8 @@ class TrainConfig:
                                              f"{' or '.join('null' if t is type(None) else t.__name__ for t in types_)}")
         if self.intensity_range not in INTENSITY_RANGES:
             raise bad("intensity_range", f"must be one of {list(INTENSITY_RANGES)} ('0-1': the paper; '0-255': the reference code)")
+        if self.contrast not in CONTRASTS:
+            raise bad("contrast", f"must be one of {list(CONTRASTS)}")
         if self.ground_truth not in ("mean", "senior", "junior"):
             raise bad("ground_truth", "must be 'mean', 'senior' or 'junior'")
         if self.backbone not in BACKBONES:
@@ -273,7 +276,7 @@ class TrainConfig:
         every field that changes what is trained, so that the same command finds (and resumes) the
         same folder and another config gets another one."""
         trained = {k: v for k, v in sorted(self.to_dict().items()) if k not in RESUMABLE_FIELDS
-                   and not (k == "dataset_options" and not v)}  # names from before the field stay the same
+                   and not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}  # names from before a field stay the same
         trained["reference_0_255"] = trained.pop("intensity_range") == "0-255"  # and from before the rename
         digest = hashlib.sha1(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.dataset}-{self.backbone}-s{self.seed}-{digest}"
@@ -344,6 +347,10 @@ def _describe_type(hint) -> str:
     if origin is list:
         return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(args[0], str(args[0]))
     return str(hint)
+
+
+# fields added after run names were first hashed: at these defaults they leave a name unchanged
+_LATER_FIELDS = {"dataset_options": {}, "contrast": "none"}
 
 
 def _upgrade_legacy(values: dict) -> dict:

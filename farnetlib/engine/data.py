@@ -77,7 +77,8 @@ def build_train_data(cfg: TrainConfig, proc: Process, progress: bool = True) -> 
 
     def make_loader(size: tuple[int, int]) -> tuple[LandmarkDataset, Sampler, DataLoader]:
         dataset = LandmarkDataset(source, size, augment=augment, cache=cache, indices=train_idx,
-                                  intensity_range=cfg.intensity_range, seed=cfg.seed)
+                                  intensity_range=cfg.intensity_range, seed=cfg.seed,
+                                  contrast=cfg.contrast)
         dataset.prefill_cache(progress=progress and proc.main)
         if proc.world > 1:
             sampler = DistributedSampler(dataset, num_replicas=proc.world, rank=proc.rank, shuffle=True,

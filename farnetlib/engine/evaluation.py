@@ -33,13 +33,14 @@ __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_s
 
 @torch.no_grad()
 def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decoder: str = "quadratic",
-            intensity_range: str = "0-1", precision: str = "fp32", return_peak: bool = False):
+            intensity_range: str = "0-1", precision: str = "fp32", return_peak: bool = False,
+            contrast: str = "none"):
     """Landmarks ``(K, 2)`` in the original pixels of one (H, W) uint8 grayscale image (and, with
     ``return_peak``, the ``(K,)`` heatmap peak values). The input follows the model's memory layout."""
     if image.ndim != 2:
         raise ValueError(f"predict expects a (H, W) grayscale image, got shape {image.shape}")
     device = next(model.parameters()).device
-    x = image_to_input(image, input_size, intensity_range)[None].to(device)
+    x = image_to_input(image, input_size, intensity_range, contrast)[None].to(device)
     model.eval()
     with autocast(device, resolve_precision(precision, device)):
         fine = model(to_layout(x, is_channels_last(model))).fine
@@ -59,7 +60,8 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
     device = next(model.parameters()).device
     precision = resolve_precision(cfg.eval_precision, device)
     channels_last = is_channels_last(model)  # inputs follow the model's memory layout
-    ds = LandmarkDataset(source, cfg.input_size, cache=cache, indices=indices, intensity_range=cfg.intensity_range)
+    ds = LandmarkDataset(source, cfg.input_size, cache=cache, indices=indices, intensity_range=cfg.intensity_range,
+                         contrast=cfg.contrast)
     loader = DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0,
                         pin_memory=device.type == "cuda")
     codec = HeatmapCodec(cfg.input_size, cfg.input_size, cfg.sigma, cfg.decoder)  # the fine output's geometry
