@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .data.registry import config_option
 from .data.spacing import spacing_from_reference
 from .metrics import HAND_RADII_MM, per_landmark_table, radial_errors, summarize
 from .uncertainty import interval_columns
@@ -29,7 +30,7 @@ def _fold_of(run: dict) -> int:
     if cfg.get("dataset") != "hand_xray":
         raise ValueError(f"run {run['name']}: cross-validation tables are for hand_xray fold runs, "
                          f"got dataset {cfg.get('dataset')!r}")
-    return int(cfg["hand_fold"])
+    return int(config_option(cfg, "fold"))
 
 
 def fold_points(runs: Sequence[dict], split: str = "test") -> dict[int, dict]:
@@ -98,7 +99,7 @@ def pooled_summary(runs: Sequence[dict], split: str = "test") -> pd.DataFrame:
         preds = run["predictions"][run["predictions"]["split"] == split]
         col = "error_mm" if m["unit"] == "mm" else "error_px"
         errors = preds.pivot(index="id", columns="landmark", values=col).to_numpy()
-        fold = (run["config"].get("dataset_options") or {}).get("fold", run["config"].get("hand_fold"))
+        fold = config_option(run["config"], "fold")
         rows.append({"folds": f"fold {fold}", "run": run["name"], "unit": m["unit"], **summarize(errors, m["radii"])})
         pooled.append((errors, m["unit"], tuple(m["radii"])))
     if len({(u, r) for _, u, r in pooled}) > 1:

@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .data.registry import config_option
 from .metrics import per_landmark_table, radial_errors
 from .uncertainty import errors_matrix, format_interval, interval_columns
 
@@ -34,7 +35,7 @@ def summary_table(runs: list[dict], intervals: bool = True) -> pd.DataFrame:
                 _, errors = errors_matrix(run["predictions"], split, "error_mm" if m["unit"] == "mm" else "error_px")
                 row.update(interval_columns(errors, m.get("radii", [])))
             if cfg["dataset"] == "hand_xray":
-                row["scale_pair"] = str(cfg["hand_scale_pair"])
+                row["scale_pair"] = str(list(config_option(cfg, "scale_pair")))
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 from farnetlib.engine import TrainConfig
 
 
+TINY_SYNTHETIC = {"train": 10, "test": 4, "landmarks": 5, "image_size": [96, 80]}  # dataset_options
+
+
 def tiny(tmp_path, **kw) -> TrainConfig:
     """A training config that runs in seconds: synthetic data, 64 x 64, resnet18 with a 1/8-width decoder
     (engine behaviour, not FARNet's arithmetic), 2 epochs, fp32."""
-    values = dict(dataset="synthetic", synthetic_train=10, synthetic_test=4, val_count=3, synthetic_landmarks=5,
-                  synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=2, batch_size=4,
+    values = dict(dataset="synthetic", dataset_options=dict(TINY_SYNTHETIC), val_count=3, input_size=(64, 64),
+                  sigma=2.0, epochs=2, batch_size=4,
                   backbone="resnet18", lr=1e-3, milestones=[1], results_dir=str(tmp_path), threads=2,
                   precision="fp32", decoder_width=0.125, backend="torch")  # auto (an export per run) is tested on its own
     for name in ("decoder_width", "backend"):  # the tests run against older code too
         if name not in TrainConfig.__dataclass_fields__:
             del values[name]
     values.update(kw)
+    if values["dataset"] != "synthetic" and "dataset_options" not in kw:
+        values["dataset_options"] = {}
     return TrainConfig(**values)

@@ -16,8 +16,8 @@ from farnetlib.engine.config import ConfigError
 from farnetlib.engine.study import load_study, train_study, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"dataset": "synthetic", "synthetic_train": 8, "synthetic_test": 3, "val_count": 2, "synthetic_landmarks": 4,
-        "synthetic_image_size": [96, 80], "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "epochs": 1,
+TINY = {"dataset": "synthetic", "dataset_options": {"train": 8, "test": 3, "landmarks": 4, "image_size": [96, 80]},
+        "val_count": 2, "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "epochs": 1,
         "milestones": [1], "threads": 2, "decoder": "quadratic",
         "decoder_width": 0.125, "precision": "fp32"}
 

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 def test_torchrun_two_processes_write_one_run_folder(tmp_path):
     results = tmp_path / "runs"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "farnetlib.engine.cli", "train", "--set", "dataset=synthetic", "synthetic_train=12",
-           "synthetic_test=4", "val_count=4", "synthetic_landmarks=5", "synthetic_image_size=[96,80]",
+           "-m", "farnetlib.engine.cli", "train", "--set", "dataset=synthetic",
+           'dataset_options={"train": 12, "test": 4, "landmarks": 5, "image_size": [96, 80]}', "val_count=4",
            "input_size=[64,64]", "sigma=2.0", "epochs=2", "batch_size=2", "backbone=resnet18", "lr=0.001",
            "milestones=[1]", "threads=1", "device=cpu", f"results_dir={results}", "decoder_width=0.125",
            "precision=\"fp32\""]

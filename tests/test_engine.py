@@ -151,8 +151,8 @@ def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
     values = json.loads((Path(__file__).resolve().parents[1] / "configs" / f"{name}.json").read_text())
     cfg = TrainConfig.from_dict(values)
     assert cfg.dataset == "isbi2015" and cfg.val_count == 20
-    values.update(dataset="synthetic", root=None, synthetic_train=6, synthetic_test=2, val_count=2,
-                  synthetic_landmarks=19, synthetic_image_size=(96, 80), input_size=(64, 64), sigma=2.0, epochs=2,
+    values.update(dataset="synthetic", root=None, dataset_options={"train": 6, "test": 2, "landmarks": 19,
+                  "image_size": [96, 80]}, val_count=2, input_size=(64, 64), sigma=2.0, epochs=2,
                   progressive_epochs=min(values.get("progressive_epochs", 0), 1),  # one half-size epoch, if any
                   warmup_epochs=min(values.get("warmup_epochs", 0), 1), milestones=[1],
                   weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=2)
@@ -334,3 +334,34 @@ def test_farnet_command_predicts_a_folder_of_images(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "no image file or folder" in bad.stderr
 
+
+
+def test_dataset_options_replace_the_flat_dataset_fields_and_keep_names_and_old_configs():
+    # names computed by farnet before hand_fold, synthetic_* ... became dataset_options (commit 925daa9)
+    assert TrainConfig(dataset_options={"train": 10, "image_size": (96, 80)}).default_run_name() == \
+        "synthetic-densenet121-s0-7632d66f"
+    hand = TrainConfig(dataset="hand_xray", root="x", dataset_options={"fold": 2})
+    assert hand.default_run_name() == "hand_xray-densenet121-s0-a72f89ac"
+    assert hand.dataset_options == {"fold": 2, "scale_pair": [1, 5]}  # defaults filled in
+    assert TrainConfig(dataset="csv", root="x", dataset_options={"fold": 2}).default_run_name() == \
+        "csv-densenet121-s0-50dd5ace"
+    old = {k: v for k, v in hand.to_dict().items() if k != "dataset_options"}
+    old.update(hand_fold=3, hand_scale_pair=[0, 4], synthetic_train=60)  # every old config had every flat field
+    assert TrainConfig.from_dict(old).dataset_options == {"fold": 3, "scale_pair": [0, 4]}
+    flat_over_file = {**hand.to_dict(), "hand_fold": 1}  # `--set hand_fold=1` on a file with fold 2
+    assert TrainConfig.from_dict(flat_over_file).dataset_options["fold"] == 1
+    with pytest.raises(ConfigError, match="'fold' = 4 must be 1, 2 or 3"):
+        TrainConfig(dataset="hand_xray", root="x", dataset_options={"fold": 4})
+    with pytest.raises(ConfigError, match="unknown option.*'hand_fold'"):
+        TrainConfig(dataset="hand_xray", root="x", dataset_options={"hand_fold": 2})
+    with pytest.raises(ConfigError, match="'image_size'"):
+        TrainConfig(dataset_options={"image_size": [96]})
+
+
+def test_set_changes_one_dataset_option_of_the_config_file(tmp_path):
+    from farnetlib.engine.cli import config_values
+
+    path = tmp_path / "hand.json"
+    path.write_text(json.dumps({"dataset": "hand_xray", "root": "x", "dataset_options": {"fold": 2, "scale_pair": [0, 4]}}))
+    values = config_values(str(path), ["dataset_options.fold=3"])
+    assert TrainConfig.from_dict(values).dataset_options == {"fold": 3, "scale_pair": [0, 4]}

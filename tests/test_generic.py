@@ -57,7 +57,7 @@ def test_hand_converted_fold_trains_identically(tmp_path, hand_root):
     out = tmp_path / "hand_csv"
     from_builtin("hand_xray", root, out)
     common = dict(input_size=(64, 64), epochs=1, val_count=10, sigma=2.0, missing="skip", outside="keep")
-    a = train(tiny(tmp_path, dataset="hand_xray", root=str(root), hand_fold=2, run_name="builtin", **common),
+    a = train(tiny(tmp_path, dataset="hand_xray", root=str(root), dataset_options={"fold": 2}, run_name="builtin", **common),
               progress=False)
     b = train(tiny(tmp_path, dataset="csv", root=str(out), dataset_options={"fold": 2}, run_name="csv", **common),
               progress=False)

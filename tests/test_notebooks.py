@@ -8,8 +8,8 @@ import papermill as pm
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"synthetic_train": 10, "synthetic_test": 4, "val_count": 3, "synthetic_landmarks": 5,
-        "synthetic_image_size": [96, 80], "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "threads": 2,
+TINY = {"dataset_options": {"train": 10, "test": 4, "landmarks": 5, "image_size": [96, 80]}, "val_count": 3,
+        "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "threads": 2,
         "decoder_width": 0.125}
 
 pytestmark = pytest.mark.slow

@@ -112,7 +112,8 @@ def test_farnet_train_takes_a_time_limit_and_repeated_set(tmp_path, monkeypatch,
     out = capsys.readouterr().out
     assert "stopped after epoch 1 of 3 (time limit (5 min" in out  # every --set counted: epochs=3 kept
     saved = pd.read_json(tmp_path / "cli" / "config.json", typ="series")
-    assert saved["epochs"] == 3 and saved["synthetic_landmarks"] == 3 and saved["time_limit"] == 5
+    assert saved["epochs"] == 3 and saved["time_limit"] == 5
+    assert saved["dataset_options"] == {"train": 8, "test": 2, "landmarks": 3, "image_size": [320, 256]}  # flat --set
 
 
 def test_a_study_time_limit_covers_all_arms_and_a_stopped_arm_ends_the_call(tmp_path, monkeypatch, capsys):

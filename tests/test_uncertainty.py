@@ -100,13 +100,14 @@ def test_predict_writes_each_landmarks_conformal_radius(tmp_path):
     """`farnet predict` adds the 90 % split-conformal radius per landmark, from the run's validation errors."""
     from PIL import Image
 
-    from helpers import tiny
+    from helpers import TINY_SYNTHETIC, tiny
 
     from farnetlib.data import Synthetic
     from farnetlib.engine import train
     from farnetlib.engine.folder import predict_folder
 
-    run_dir = train(tiny(tmp_path, run_name="r", epochs=1, val_count=9, synthetic_train=14), progress=False)
+    run_dir = train(tiny(tmp_path, run_name="r", epochs=1, val_count=9,
+                         dataset_options={**TINY_SYNTHETIC, "train": 14}), progress=False)
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(Synthetic(1, 5, (96, 80), seed=5).read_image(0)).save(images / "new.png")

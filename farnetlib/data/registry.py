@@ -20,7 +20,15 @@ from .io import DatasetError
 from .isbi import ISBI2015, ISBI_LANDMARKS
 from .synthetic import Synthetic
 
-__all__ = ["DatasetSpec", "DATASETS", "get_dataset", "open_dataset", "register_dataset"]
+__all__ = ["DatasetSpec", "DATASETS", "get_dataset", "open_dataset", "register_dataset", "config_option",
+           "LEGACY_OPTION_FIELDS"]
+
+# config fields of farnet <= 0.2 that are dataset options now: flat name -> (dataset, option)
+LEGACY_OPTION_FIELDS: dict[str, tuple[str, str]] = {
+    "hand_fold": ("hand_xray", "fold"), "hand_scale_pair": ("hand_xray", "scale_pair"),
+    "synthetic_train": ("synthetic", "train"), "synthetic_test": ("synthetic", "test"),
+    "synthetic_landmarks": ("synthetic", "landmarks"), "synthetic_image_size": ("synthetic", "image_size"),
+}
 
 
 @dataclass(frozen=True)
@@ -57,9 +65,10 @@ class DatasetSpec:
 
 
 def _synthetic(cfg, split: str) -> LandmarkSource:
-    n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
+    opts = cfg.dataset_options
     seed = cfg.split_seed * 1000 + (0 if split == "train" else 1)  # the data, like the split, not `seed`
-    return Synthetic(n, cfg.synthetic_landmarks, cfg.synthetic_image_size, seed=seed)
+    return Synthetic(opts["train" if split == "train" else "test"], opts["landmarks"], tuple(opts["image_size"]),
+                     seed=seed)
 
 
 def _csv(cfg, split: str) -> LandmarkSource:
@@ -135,7 +144,9 @@ register_dataset(DatasetSpec(
     "synthetic", _synthetic, "train", lambda cfg: ["test"], ("train", "test"), (800, 640),
     radii=lambda cfg: [2.0, 2.5, 3.0, 4.0],
     describe=lambda cfg: {"ground_truth": "synthetic truth", "unit": "mm",
-                          "spacing": f"nominal {240.0 / cfg.synthetic_image_size[0]:.4g} mm/px"},
+                          "spacing": f"nominal {240.0 / cfg.dataset_options['image_size'][0]:.4g} mm/px"},
+    options={"train": ((int,), 60), "test": ((int,), 30), "landmarks": ((int,), 19),
+             "image_size": ((list, tuple), [320, 256])},  # images of the train and test splits; (H, W)
     needs_root=False))
 register_dataset(DatasetSpec(
     "isbi2015", lambda cfg, split: ISBI2015(cfg.root, split, annotation=cfg.ground_truth, outside=cfg.outside),
@@ -144,13 +155,16 @@ register_dataset(DatasetSpec(
     describe=lambda cfg: {"ground_truth": cfg.ground_truth, "spacing": "0.1 mm/px", "unit": "mm"},
     landmark_names=ISBI_LANDMARKS, spacing_mm=ISBI2015.pixel_spacing_mm))
 register_dataset(DatasetSpec(
-    "hand_xray", lambda cfg, split: HandXray(cfg.root, fold=cfg.hand_fold, split=split, missing=cfg.missing,
-                                             scale_pair=cfg.hand_scale_pair, outside=cfg.outside),
+    "hand_xray", lambda cfg, split: HandXray(cfg.root, fold=cfg.dataset_options["fold"], split=split,
+                                             missing=cfg.missing, outside=cfg.outside,
+                                             scale_pair=tuple(cfg.dataset_options["scale_pair"])),
     "train", lambda cfg: ["test"], ("train", "test"), (512, 512),
     radii=lambda cfg: [2.0, 4.0, 10.0],
-    describe=lambda cfg: {"ground_truth": "Payer annotations", "unit": "mm", "fold": cfg.hand_fold,
-                          "spacing": f"landmarks {list(cfg.hand_scale_pair)} (0-based) set to 50 mm"},
-    folds=lambda cfg: [1, 2, 3], with_fold=lambda cfg, k: {"hand_fold": k}, pooled_by_pairs=True))
+    describe=lambda cfg: {"ground_truth": "Payer annotations", "unit": "mm", "fold": cfg.dataset_options["fold"],
+                          "spacing": f"landmarks {list(cfg.dataset_options['scale_pair'])} (0-based) set to 50 mm"},
+    folds=lambda cfg: [1, 2, 3], with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
+    options={"fold": ((int,), 1), "scale_pair": ((list, tuple), [1, 5])},  # Payer: landmarks 1 and 5 are 50 mm apart
+    pooled_by_pairs=True))
 register_dataset(DatasetSpec(
     # spine radiographs are about 1:2.5 (W:H): a tall input keeps the per-axis scale of the vertebrae
     "aasce", lambda cfg, split: AASCESpine(cfg.root, split, missing=cfg.missing, outside=cfg.outside),
@@ -163,6 +177,18 @@ register_dataset(DatasetSpec(
     folds=_csv_folds, with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
     options={"fold": ((int, type(None)), None), "file": ((str,), "landmarks.csv")},
     names_of=lambda cfg: _csv_info(cfg).landmark_names))
+
+
+def config_option(config: dict, name: str):
+    """Dataset option ``name`` of a run's ``config.json`` as read (a dict): from ``dataset_options``,
+    else the flat field of a run folder of farnet <= 0.2 (``hand_fold``, ...), else the default."""
+    opts = config.get("dataset_options") or {}
+    if name in opts:
+        return opts[name]
+    for flat, (dataset, option) in LEGACY_OPTION_FIELDS.items():
+        if (dataset, option) == (config.get("dataset"), name) and flat in config:
+            return config[flat]
+    return get_dataset(config["dataset"]).options[name][1]
 
 
 def get_dataset(name: str) -> DatasetSpec:

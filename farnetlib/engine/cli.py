@@ -8,7 +8,7 @@
     farnet predict results/isbi2015_cpu/isbi2015_cpu path/to/images --out predictions/
 
 ``--set field=value`` overrides (JSON values: ``--set input_size=[256,224] --set augment=true``, or
-several pairs after one ``--set``).
+several pairs after one ``--set``; ``--set dataset_options.fold=2`` changes one dataset option).
 """
 from __future__ import annotations
 
@@ -50,10 +50,14 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _config_values(args: argparse.Namespace) -> dict:
-    """The config file's fields (none without ``--config``) with the ``--set`` overrides applied."""
-    values = read_json_config(args.config) if args.config else {}
-    values.update(_overrides(args.set))
+def config_values(config: str | None, sets: list[str]) -> dict:
+    """The config file's fields (none without a file) with the ``--set`` pairs ``FIELD=VALUE`` applied."""
+    values = read_json_config(config) if config else {}
+    for key, value in _overrides(sets).items():
+        if key.startswith("dataset_options."):  # --set dataset_options.fold=2 changes one option
+            values["dataset_options"] = {**(values.get("dataset_options") or {}), key.split(".", 1)[1]: value}
+        else:
+            values[key] = value
     return values
 
 
@@ -61,7 +65,7 @@ def _config(args: argparse.Namespace, extra: dict | None = None) -> TrainConfig:
     """The config of ``--config``, ``--set`` and ``extra`` (options such as ``--time-limit``); an
     error names the file (or says it came from --set)."""
     try:
-        return TrainConfig.from_dict({**_config_values(args), **(extra or {})})
+        return TrainConfig.from_dict({**config_values(args.config, args.set), **(extra or {})})
     except ConfigError as err:
         where = args.config or "the --set values"
         raise ConfigError(str(err) if str(err).startswith(str(where)) else f"{where}: {err}") from None

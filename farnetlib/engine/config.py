@@ -22,7 +22,7 @@ from pathlib import Path
 from ..backbones import BACKBONES
 from ..data.io import read_json
 from ..data.transforms import CONTRASTS, INTENSITY_RANGES
-from ..data.registry import DATASETS, get_dataset
+from ..data.registry import DATASETS, LEGACY_OPTION_FIELDS, get_dataset
 from ..heatmaps import DECODERS
 from ..losses import LOSSES
 from .precision import PRECISIONS
@@ -35,9 +35,7 @@ __all__ = ["TrainConfig", "ConfigError", "SECTIONS", "RESUMABLE_FIELDS", "read_j
 # may (the data moved, another machine, another decoder for the final evaluation); data, model, loss
 # and optimisation may not, except ``epochs`` (a run may be extended).
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("dataset", "dataset_options", "ground_truth", "val_count", "split_seed", "hand_fold", "hand_scale_pair",
-             "missing", "outside", "partial", "synthetic_train", "synthetic_test", "synthetic_landmarks",
-             "synthetic_image_size"),
+    "data": ("dataset", "dataset_options", "ground_truth", "val_count", "split_seed", "missing", "outside", "partial"),
     "model": ("backbone", "weights", "input_size", "intensity_range", "contrast", "fine_head_width", "decoder_width"),
     "loss": ("sigma", "sigma_coarse", "loss", "ewc_base", "coarse_weight", "fine_weight"),
     "optimisation": ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "milestones", "lr_gamma", "augment",
@@ -62,20 +60,14 @@ class TrainConfig:
     # data
     dataset: str = "synthetic"  # a name in farnetlib.data.registry.DATASETS ("csv": your own data)
     root: str | None = None
-    dataset_options: dict = field(default_factory=dict)  # the dataset's own options (csv: fold, file)
+    dataset_options: dict = field(default_factory=dict)  # the dataset's own options, defaults filled in (see below)
     ground_truth: str = "mean"  # ISBI: mean | senior | junior
     test_splits: list[str] | None = None  # None: the dataset's default test splits
     val_count: int = 20  # validation images carved from the training images (fixed by split_seed)
     split_seed: int = 0  # which training images are validation (and the synthetic data); not `seed`
-    hand_fold: int = 1
-    hand_scale_pair: tuple[int, int] = (1, 5)  # Payer: landmarks 1 and 5 are 50 mm apart
     missing: str = "raise"  # hand/spine: "skip" listed images that are absent
     outside: str = "raise"  # labels outside their image: "raise" at start-up, or "keep" them as annotated
     partial: str = "warn"  # a split with fewer images than the dataset's official count: "warn" or "raise"
-    synthetic_train: int = 60
-    synthetic_test: int = 30
-    synthetic_landmarks: int = 19
-    synthetic_image_size: tuple[int, int] = (320, 256)
     cache_dir: str | None = None  # on-disk .npy cache of resized images
     # model
     backbone: str = "densenet121"
@@ -134,8 +126,6 @@ class TrainConfig:
         if self.input_size is None and self.dataset in DATASETS:
             self.input_size = DATASETS[self.dataset].input_size
         self.input_size = tuple(self.input_size) if self.input_size is not None else None  # type: ignore[assignment]
-        self.synthetic_image_size = tuple(self.synthetic_image_size)  # type: ignore[assignment]
-        self.hand_scale_pair = tuple(self.hand_scale_pair)  # type: ignore[assignment]
         self.milestones = list(self.milestones)
         self.validate()
 
@@ -171,6 +161,10 @@ class TrainConfig:
             if not isinstance(value, types_) or (isinstance(value, bool) and bool not in types_):
                 raise bad("dataset_options", f"option {key!r} = {value!r} must be "
                                              f"{' or '.join('null' if t is type(None) else t.__name__ for t in types_)}")
+        self.dataset_options = _with_defaults(self.dataset_options, spec.options)
+        problem = _option_problem(self.dataset, self.dataset_options)
+        if problem:
+            raise bad("dataset_options", problem)
         if self.intensity_range not in INTENSITY_RANGES:
             raise bad("intensity_range", f"must be one of {list(INTENSITY_RANGES)} ('0-1': the paper; '0-255': the reference code)")
         if self.contrast not in CONTRASTS:
@@ -203,8 +197,6 @@ class TrainConfig:
             raise bad("partial", "must be 'warn' or 'raise'")
         if self.outside not in ("raise", "keep"):
             raise bad("outside", "must be 'raise' or 'keep'")
-        if self.hand_fold not in (1, 2, 3):
-            raise bad("hand_fold", "must be 1, 2 or 3")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
         if self.num_workers < 0:
@@ -277,6 +269,7 @@ class TrainConfig:
         same folder and another config gets another one."""
         trained = {k: v for k, v in sorted(self.to_dict().items()) if k not in RESUMABLE_FIELDS
                    and not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}  # names from before a field stay the same
+        trained.update(_legacy_option_fields(self.dataset, trained.pop("dataset_options")))
         trained["reference_0_255"] = trained.pop("intensity_range") == "0-255"  # and from before the rename
         digest = hashlib.sha1(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.dataset}-{self.backbone}-s{self.seed}-{digest}"
@@ -350,12 +343,67 @@ def _describe_type(hint) -> str:
 
 
 # fields added after run names were first hashed: at these defaults they leave a name unchanged
-_LATER_FIELDS = {"dataset_options": {}, "contrast": "none"}
+_LATER_FIELDS = {"contrast": "none"}
+
+
+def _with_defaults(options: dict, schema: dict) -> dict:
+    """``options`` with every option of the dataset's schema present (tuples as lists, as in JSON)."""
+    out = {key: default for key, (_, default) in schema.items()}
+    out.update(options)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def _option_problem(dataset: str, opts: dict) -> str | None:
+    """What is wrong with the values of the built-in datasets' options, or None."""
+    if dataset == "hand_xray":
+        if opts["fold"] not in (1, 2, 3):
+            return f"option 'fold' = {opts['fold']!r} must be 1, 2 or 3"
+        if len(opts["scale_pair"]) != 2 or not all(isinstance(i, int) and i >= 0 for i in opts["scale_pair"]):
+            return f"option 'scale_pair' = {opts['scale_pair']!r} must be two landmark indices (0-based)"
+    if dataset == "synthetic":
+        for key in ("train", "test", "landmarks"):
+            if opts[key] < 1:
+                return f"option {key!r} = {opts[key]!r} must be >= 1"
+        if len(opts["image_size"]) != 2 or not all(isinstance(i, int) and i >= 32 for i in opts["image_size"]):
+            return f"option 'image_size' = {opts['image_size']!r} must be (H, W), both integers >= 32"
+    return None
+
+
+_LEGACY_DEFAULTS = {"hand_fold": 1, "hand_scale_pair": [1, 5], "synthetic_train": 60, "synthetic_test": 30,
+                    "synthetic_landmarks": 19, "synthetic_image_size": [320, 256]}
+
+
+def _legacy_option_fields(dataset: str, options: dict) -> dict:
+    """The options as the flat fields that run names were hashed over before they were options (every
+    dataset's config had them all), plus, as ``dataset_options``, the others that differ from the default."""
+    out = dict(_LEGACY_DEFAULTS)
+    legacy = {opt: flat for flat, (owner, opt) in LEGACY_OPTION_FIELDS.items() if owner == dataset}
+    rest = {}
+    schema = DATASETS[dataset].options
+    for key, value in options.items():
+        if key in legacy:
+            out[legacy[key]] = value
+        elif value != schema[key][1]:
+            rest[key] = value
+    if rest:
+        out["dataset_options"] = rest
+    return out
 
 
 def _upgrade_legacy(values: dict) -> dict:
-    """A config dict of farnet 0.1 (with ``amp``, narrow fine head) or with ``reference_0_255`` (now
-    ``intensity_range``) in today's fields."""
+    """A config dict of farnet 0.1 (with ``amp``, narrow fine head), with ``reference_0_255`` (now
+    ``intensity_range``) or with flat dataset fields (``hand_fold``, ``synthetic_train``, ...: now
+    ``dataset_options``) in today's fields."""
+    flat = [k for k in values if k in LEGACY_OPTION_FIELDS]
+    if flat:
+        values = dict(values)
+        options = dict(values.get("dataset_options") or {})
+        for key in flat:
+            owner, option = LEGACY_OPTION_FIELDS[key]
+            value = values.pop(key)
+            if owner == values.get("dataset", "synthetic"):  # (a --set hand_fold=2 overrides the file's fold)
+                options[option] = value
+        values["dataset_options"] = options
     if "reference_0_255" in values:
         values = dict(values)
         flag = values.pop("reference_0_255")

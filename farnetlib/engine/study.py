@@ -32,8 +32,8 @@ from .training import train
 __all__ = ["Study", "load_study", "train_study", "with_overrides", "FIXED_ACROSS_ARMS"]
 
 # what every arm shares, so that arms differ only in what they study
-FIXED_ACROSS_ARMS = ("dataset", "root", "ground_truth", "val_count", "split_seed", "test_splits", "hand_fold",
-                     "hand_scale_pair", "missing", "outside", "run_name", "results_dir")
+FIXED_ACROSS_ARMS = ("dataset", "root", "dataset_options", "ground_truth", "val_count", "split_seed", "test_splits",
+                     "missing", "outside", "run_name", "results_dir")
 
 
 @dataclass(frozen=True)
