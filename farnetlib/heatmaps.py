@@ -217,13 +217,19 @@ class HeatmapCodec:
     def same_size(self) -> bool:
         return self.input_size == self.heatmap_size
 
-    def encode(self, points: ArrayLike) -> torch.Tensor:
+    def encode(self, points: ArrayLike, present: torch.Tensor | None = None) -> torch.Tensor:
+        """Targets of ``points``; where ``present`` (``(K,)`` or ``(N, K)`` bool) is False, a missing
+        label (NaN in ``points``), the target is all zero. Without ``present`` every point must be finite."""
         if self.encoder is None:
             raise ValueError("this codec was built without sigma (decode only); it cannot encode")
         pts = torch.as_tensor(points, dtype=torch.float32)
+        if present is not None:
+            present = torch.as_tensor(present, device=pts.device)
+            pts = torch.where(present[..., None], pts, torch.zeros_like(pts))
         if not self.same_size:  # the fine output skips the identity map, so its numbers stay bit-identical
             pts = rescale_points(pts, self.input_size, self.heatmap_size)
-        return self.encoder.encode(pts, self.heatmap_size)
+        targets = self.encoder.encode(pts, self.heatmap_size)
+        return targets if present is None else targets * present[..., None, None].to(targets.dtype)
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if tuple(heatmaps.shape[-2:]) != self.heatmap_size:

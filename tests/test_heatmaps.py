@@ -131,3 +131,19 @@ def test_decode_original_maps_input_pixels_to_each_images_own_size():
         fine.decode_original(heatmaps[:1], sizes)
     with pytest.raises(ValueError, match="without sigma"):
         HeatmapCodec((128, 96), (128, 96), None).encode(pts)
+
+
+def test_the_codec_gives_missing_labels_an_all_zero_target():
+    from farnetlib.heatmaps import HeatmapCodec
+
+    pts = _random_points(4, 64, 48, seed=5)
+    pts[2] = float("nan")
+    present = torch.isfinite(pts).all(-1)
+    for size in ((64, 48), (32, 24)):
+        codec = HeatmapCodec((64, 48), size, sigma=2.0)
+        targets = codec.encode(pts, present)
+        assert targets.shape == (4, *size) and targets[2].abs().sum() == 0
+        full = codec.encode(pts[[0, 1, 3]])
+        assert torch.equal(targets[[0, 1, 3]], full)  # the present ones exactly as without a mask
+        with pytest.raises(ValueError, match="NaN"):
+            codec.encode(pts)  # without present, a NaN is an error, not a silent zero

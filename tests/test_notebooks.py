@@ -207,3 +207,26 @@ def test_data_exploration_notebook_on_your_own_data(tmp_path):
            out_dir=str(tmp_path / "ex"))
     stats = pd.read_csv(tmp_path / "ex" / "csv" / "image_stats.csv")
     assert len(stats) == 6 and (tmp_path / "ex" / "csv" / "landmark_cloud.png").is_file()
+
+
+def test_train_tables_and_inside_notebooks_on_a_generic_csv_copy(tmp_path):
+    """Notebooks 02, 04 and 05 on `dataset: "csv"` (a generated copy, a tenth of its cells empty)."""
+    from farnetlib.data.convert import write_demo_dataset
+
+    root = tmp_path / "own"
+    write_demo_dataset(root, n=14, num_landmarks=5, missing_every=10, splits=["train"] * 11 + ["test"] * 3)
+    over = {"input_size": [64, 64], "sigma": 2.0, "epochs": 1, "batch_size": 4, "backbone": "resnet18",
+            "val_count": 3, "threads": 2, "decoder_width": 0.125}
+    run_nb("02_train", tmp_path, dataset="csv", root=str(root), overrides=over, run_name="csv-nb",
+           results_dir=str(tmp_path / "runs"))
+    run_dir = tmp_path / "runs" / "csv-nb"
+    metrics = json.loads((run_dir / "metrics.json").read_text())["splits"]["test"]
+    assert metrics["dataset"] == "csv" and metrics["n_images"] == 3 and metrics["missing_landmarks"] > 0
+    run_nb("04_tables_and_figures", tmp_path, runs=[str(run_dir)], out_dir=str(tmp_path / "out"), worst_cases=2)
+    per_lm = pd.read_csv(tmp_path / "out" / "tables" / "per_landmark-csv-nb-test.csv")
+    assert len(per_lm) == 6 and np.isfinite(per_lm["mre"]).all()  # 5 landmarks + all
+    out = tmp_path / "inside"
+    run_nb("05_inside_farnet", tmp_path, dataset="csv", root=str(root), run_dir=str(run_dir),
+           landmarks_to_show=[0, 2], input_size=[64, 64], out_dir=str(out))
+    figures = {p.name for p in (out / "figures").glob("*.png")}
+    assert {"targets.png", "coarse_vs_fine.png", "decoders.png"} <= figures, figures

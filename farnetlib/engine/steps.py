@@ -44,11 +44,7 @@ def make_targets(points: torch.Tensor, ctx: StepContext,
                  present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(coarse, fine) Gaussian targets for ``(N, K, 2)`` points in model-input pixels; where
     ``present`` (N, K) is False (a missing label, NaN) the target is all zero (and masked out of the loss)."""
-    if present is None:
-        return ctx.codec_coarse.encode(points), ctx.codec_fine.encode(points)
-    filled = torch.where(present[..., None], points, torch.zeros_like(points))
-    keep = present[..., None, None].to(filled.dtype)
-    return ctx.codec_coarse.encode(filled) * keep, ctx.codec_fine.encode(filled) * keep
+    return ctx.codec_coarse.encode(points, present), ctx.codec_fine.encode(points, present)
 
 
 def present_mask(points: torch.Tensor) -> torch.Tensor | None:
