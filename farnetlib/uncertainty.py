@@ -137,16 +137,17 @@ def conformal_radii(val_errors: np.ndarray, alpha: float = 0.1, val_peaks: np.nd
     ``k``'s errors (``inf`` when n is too small for the level). With ``val_peaks`` (the heatmap
     maxima, ``(N, K)``), the score is ``error x peak`` and the returned values are the quantiles of
     that score: the radius of a new prediction with peak ``p`` is ``q_k / p`` (see :func:`coverage`).
+    NaN errors (missing labels) are left out: ``n`` is landmark ``k``'s count of labelled images.
     """
     e = np.asarray(val_errors, dtype=np.float64)
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     scores = e * np.asarray(val_peaks, dtype=np.float64) if val_peaks is not None else e
-    n = len(scores)
-    rank = int(np.ceil((n + 1) * (1 - alpha)))
-    if rank > n:
-        return np.full(scores.shape[1], np.inf)
-    return np.sort(scores, axis=0)[rank - 1]
+    n = np.isfinite(scores).sum(axis=0)  # (K,)
+    rank = np.ceil((n + 1) * (1 - alpha)).astype(int)
+    ordered = np.sort(np.where(np.isfinite(scores), scores, np.inf), axis=0)  # missing ones sort last
+    radii = ordered[np.clip(rank - 1, 0, len(scores) - 1), np.arange(scores.shape[1])]
+    return np.where(rank <= n, radii, np.inf)
 
 
 def coverage(errors: np.ndarray, radii: np.ndarray, peaks: np.ndarray | None = None,
@@ -158,11 +159,13 @@ def coverage(errors: np.ndarray, radii: np.ndarray, peaks: np.ndarray | None = N
     e = np.asarray(errors, dtype=np.float64)
     q = np.asarray(radii, dtype=np.float64)[None, :]
     r = q / np.maximum(np.asarray(peaks, dtype=np.float64), 1e-6) if peaks is not None else np.broadcast_to(q, e.shape)
-    inside = e <= r
+    labelled = np.isfinite(e)  # a missing label counts neither as covered nor as missed
+    inside = np.where(labelled, e <= r, np.nan)
+    r = np.where(labelled, r, np.nan)
     index = list(names) if names is not None else [str(k + 1) for k in range(e.shape[1])]
-    table = pd.DataFrame({"coverage_%": inside.mean(axis=0) * 100, "mean_radius": r.mean(axis=0)},
+    table = pd.DataFrame({"coverage_%": np.nanmean(inside, axis=0) * 100, "mean_radius": np.nanmean(r, axis=0)},
                          index=pd.Index(index, name="landmark"))
-    table.loc["all"] = [inside.mean() * 100, r.mean()]
+    table.loc["all"] = [np.nanmean(inside) * 100, np.nanmean(r)]
     return table
 
 

@@ -121,3 +121,19 @@ def test_predict_writes_each_landmarks_conformal_radius(tmp_path):
     assert "radius_px" in written and (tmp_path / "out" / "overlays" / "new.png.png").is_file()
     assert "radius_px" not in predict_folder(run_dir, images, tmp_path / "none", progress=False, coverage=None,
                                              overlays=False)
+
+
+def test_conformal_radii_and_coverage_leave_missing_labels_out():
+    rng = np.random.default_rng(3)
+    val = rng.gamma(2.0, 1.0, (40, 3))
+    holey = val.copy()
+    holey[:9, 1] = np.nan  # landmark 2 labelled on 31 of 40 images
+    radii = conformal_radii(holey, alpha=0.1)
+    assert radii[0] == conformal_radii(val[:, [0]], alpha=0.1)[0]
+    assert radii[1] == conformal_radii(val[9:, [1]], alpha=0.1)[0]  # the rank from its own 31 labels
+    assert np.array_equal(conformal_radii(val, alpha=0.1), conformal_radii(val.copy(), alpha=0.1))
+    test = np.array([[0.5, np.nan, 9.0], [9.0, 0.1, 0.1]])
+    table = coverage(test, np.array([1.0, 1.0, 1.0]))
+    assert table.loc["2", "coverage_%"] == 100.0  # one labelled error, inside; the missing one not a miss
+    assert table.loc["all", "coverage_%"] == pytest.approx(100 * 3 / 5)
+    assert np.isinf(conformal_radii(np.full((5, 1), np.nan), alpha=0.1)).all()
