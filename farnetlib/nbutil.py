@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .data.registry import default_data_root
+
 __all__ = ["chdir_repo_root", "default_data_root", "compact_figures"]
 
 
@@ -17,14 +19,7 @@ def chdir_repo_root() -> Path:
     raise FileNotFoundError(f"no farnet repository root above {here}")
 
 
-def default_data_root(dataset: str) -> str | None:
-    """``../shared/data/<dataset>`` (or ``$FARNET_DATA/<dataset>``) where it exists, else None."""
-    base = Path(os.environ.get("FARNET_DATA", Path.cwd().parent / "shared" / "data"))
-    path = base / dataset
-    return str(path) if path.is_dir() else None
-
-
-def compact_figures(dpi: int = 72, quality: int = 85) -> None:
+def compact_figures(dpi: int = 100, quality: int = 80) -> None:
     """Embed figures in executed notebooks as JPEG at ``dpi`` so that the notebooks committed under
     ``results/`` stay small (radiographs compress badly as PNG). Files written with
     ``farnetlib.plots.save`` keep their own format and resolution. Outside Jupyter: no-op."""

@@ -322,5 +322,8 @@ def show_spines(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int
         ax.axis("off")
     for ax in axes.ravel()[len(ids):]:
         ax.axis("off")
+    handles = [plt.Line2D([], [], color=GT_COLOR, lw=1.5, label="ground truth"),
+               plt.Line2D([], [], color=PRED_COLOR, lw=1.5, label="prediction")]
+    axes.ravel()[0].legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     return fig

@@ -10,10 +10,11 @@ import pandas as pd
 
 from .data.registry import config_option
 from .metrics import per_landmark_table, radial_errors
+from .spine import ANGLE_NAMES
 from .uncertainty import errors_matrix, format_interval, interval_columns
 
 __all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "group_spread", "backbone_table", "write_table", "paper_layout",
-           "inter_observer", "model_vs_observers"]
+           "inter_observer", "model_vs_observers", "with_units", "spine_table"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
 
@@ -156,3 +157,31 @@ def model_vs_observers(run: dict, split: str, source) -> pd.DataFrame:
     table = inter_observer(source).merge(model, on="landmark")
     table["model_over_observers"] = table["model_mre_mm"] / table["observers_mean_mm"]
     return table[["landmark", "name", "model_mre_mm", "observers_mean_mm", "observers_sd_mm", "model_over_observers"]]
+
+
+def with_units(table: pd.DataFrame, unit: str, intervals: bool = False) -> pd.DataFrame:
+    """``table`` for reading: ``MRE (mm)``, ``SD (mm)``, ``SDR 2 mm (%)``, ``images``, ... instead of
+    ``mre``, ``sd``, ``sdr_2``, ``n_images``; the bootstrap bounds (``*_lower``/``*_upper``) left out
+    unless ``intervals``. The files written by :func:`write_table` keep the machine-readable names."""
+    def name(col: str) -> str:
+        base, _, bound = col.rpartition("_") if col.endswith(("_lower", "_upper")) else (col, "", "")
+        if base in ("mre", "sd"):
+            text = f"{base.upper()} ({unit})"
+        elif base.startswith("sdr_"):
+            text = f"SDR {float(base[4:]):g} {unit} (%)"
+        else:
+            text = {"n_images": "images", "n_landmarks": "landmarks"}.get(base, base)
+        return f"{text} {bound}" if bound else text
+
+    keep = [c for c in table.columns if intervals or not str(c).endswith(("_lower", "_upper"))]
+    return table[keep].rename(columns={c: name(str(c)) for c in keep})
+
+
+def spine_table(run: dict) -> pd.DataFrame:
+    """One row per split of a spine run: images, MRE and SD (px), normalised MSE, SMAPE (%), the mean
+    absolute error of each Cobb angle (°) and what the angles are compared against."""
+    rows = [{"split": split, "images": m["n_images"], "MRE (px)": m["mre"], "SD (px)": m["sd"],
+             "normalised MSE": m["normalised_mse"], "SMAPE (%)": m["smape_%"],
+             **{f"MAE {a} (°)": m[f"mae_{a}_deg"] for a in ANGLE_NAMES}, "angles vs": m["angle_ground_truth"]}
+            for split, m in run["metrics"]["splits"].items() if "smape_%" in m]
+    return pd.DataFrame(rows).set_index("split")

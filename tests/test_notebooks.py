@@ -15,6 +15,27 @@ TINY = {"dataset_options": {"train": 10, "test": 4, "landmarks": 5, "image_size"
 pytestmark = pytest.mark.slow
 
 
+def _rendered(executed: Path) -> tuple[str, list[int]]:
+    """All text an executed notebook shows (markdown cells and text/markdown/html outputs) and the pixel
+    widths of its embedded figures."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    texts, widths = [], []
+    for cell in json.loads(executed.read_text())["cells"]:
+        if cell["cell_type"] == "markdown":
+            texts.append("".join(cell["source"]))
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            texts += ["".join(data[m]) for m in ("text/markdown", "text/html", "text/plain") if m in data]
+            for mime in ("image/png", "image/jpeg"):
+                if mime in data:
+                    widths.append(Image.open(io.BytesIO(base64.b64decode(data[mime]))).size[0])
+    return "\n".join(texts), widths
+
+
 def run_nb(name, tmp_path, **params):
     out = tmp_path / f"{name}.ipynb"
     pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out), parameters=params,
@@ -222,9 +243,14 @@ def test_train_tables_and_inside_notebooks_on_a_generic_csv_copy(tmp_path):
     run_dir = tmp_path / "runs" / "csv-nb"
     metrics = json.loads((run_dir / "metrics.json").read_text())["splits"]["test"]
     assert metrics["dataset"] == "csv" and metrics["n_images"] == 3 and metrics["missing_landmarks"] > 0
-    run_nb("04_tables_and_figures", tmp_path, runs=[str(run_dir)], out_dir=str(tmp_path / "out"), worst_cases=2)
+    executed = run_nb("04_tables_and_figures", tmp_path, runs=[str(run_dir)], out_dir=str(tmp_path / "out"),
+                      worst_cases=2)
     per_lm = pd.read_csv(tmp_path / "out" / "tables" / "per_landmark-csv-nb-test.csv")
     assert len(per_lm) == 6 and np.isfinite(per_lm["mre"]).all()  # 5 landmarks + all
+    text, widths = _rendered(executed)
+    assert "ISBI 2015" not in text and "AASCE" not in text and "Hand X-rays" not in text  # only what applies
+    assert "MRE (mm)" in text and "SDR 2 mm (%)" in text  # tables with units
+    assert widths and min(widths) >= 450, widths  # embedded figures readable (100 dpi), not thumbnails
     out = tmp_path / "inside"
     run_nb("05_inside_farnet", tmp_path, dataset="csv", root=str(root), run_dir=str(run_dir),
            landmarks_to_show=[0, 2], input_size=[64, 64], out_dir=str(out))

@@ -8,6 +8,7 @@ with the same data fields), so that they stay plain functions of plain values.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,7 +22,7 @@ from .isbi import ISBI2015, ISBI_LANDMARKS
 from .synthetic import Synthetic
 
 __all__ = ["DatasetSpec", "DATASETS", "get_dataset", "open_dataset", "register_dataset", "config_option",
-           "LEGACY_OPTION_FIELDS"]
+           "default_data_root", "LEGACY_OPTION_FIELDS"]
 
 # config fields of farnet <= 0.2 that are dataset options now: flat name -> (dataset, option)
 LEGACY_OPTION_FIELDS: dict[str, tuple[str, str]] = {
@@ -189,6 +190,13 @@ def config_option(config: dict, name: str):
         if (dataset, option) == (config.get("dataset"), name) and flat in config:
             return config[flat]
     return get_dataset(config["dataset"]).options[name][1]
+
+
+def default_data_root(dataset: str) -> str | None:
+    """``../shared/data/<dataset>`` (or ``$FARNET_DATA/<dataset>``) where it exists, else None."""
+    base = Path(os.environ.get("FARNET_DATA", Path.cwd().parent / "shared" / "data"))
+    path = base / dataset
+    return str(path) if path.is_dir() else None
 
 
 def get_dataset(name: str) -> DatasetSpec:

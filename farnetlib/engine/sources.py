@@ -4,18 +4,32 @@ Both read the dataset's description in :mod:`farnetlib.data.registry`; nothing h
 dataset by name."""
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 
 from ..data import LandmarkSource
-from ..data.registry import get_dataset
+from ..data.registry import default_data_root, get_dataset
 from .config import TrainConfig
 
-__all__ = ["build_source", "carve_validation", "validation_split", "describe_ground_truth"]
+__all__ = ["build_source", "run_source", "carve_validation", "validation_split", "describe_ground_truth"]
 
 
 def build_source(cfg: TrainConfig, split: str) -> LandmarkSource:
     """The source for ``split`` of ``cfg.dataset`` (``DatasetError`` when its files are absent)."""
     return get_dataset(cfg.dataset).open(cfg, split)
+
+
+def run_source(config: TrainConfig | dict, split: str, **changes) -> LandmarkSource:
+    """The source of ``split`` for a run's config (``config.json`` as read, or a ``TrainConfig``) with
+    ``changes`` applied; where the run's ``root`` is not a folder on this machine, the dataset's
+    folder under ``../shared/data`` (or ``$FARNET_DATA``) where that exists. ``DatasetError`` (or
+    ``TypeError`` for a dataset without a root) when the files are absent."""
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    if get_dataset(cfg.dataset).needs_root and not (cfg.root and Path(cfg.root).is_dir()):
+        cfg = replace(cfg, root=default_data_root(cfg.dataset) or cfg.root)
+    return build_source(replace(cfg, **changes) if changes else cfg, split)
 
 
 def carve_validation(n: int, val_count: int, seed: int) -> tuple[list[int], list[int]]:
