@@ -365,3 +365,19 @@ def test_set_changes_one_dataset_option_of_the_config_file(tmp_path):
     path.write_text(json.dumps({"dataset": "hand_xray", "root": "x", "dataset_options": {"fold": 2, "scale_pair": [0, 4]}}))
     values = config_values(str(path), ["dataset_options.fold=3"])
     assert TrainConfig.from_dict(values).dataset_options == {"fold": 3, "scale_pair": [0, 4]}
+
+
+def test_compose_config_applies_overrides_to_a_file_and_finds_the_data_folder(tmp_path, monkeypatch):
+    from farnetlib.engine.config import compose_config
+
+    (tmp_path / "data" / "hand_xray").mkdir(parents=True)
+    monkeypatch.setenv("FARNET_DATA", str(tmp_path / "data"))
+    path = tmp_path / "hand.json"
+    path.write_text(json.dumps({"dataset": "hand_xray", "epochs": 5, "dataset_options": {"fold": 2}}))
+    cfg = compose_config(path, {"epochs": 1, "dataset_options.scale_pair": [0, 4]})
+    assert cfg.epochs == 1 and cfg.dataset_options == {"fold": 2, "scale_pair": [0, 4]}
+    assert cfg.root == str(tmp_path / "data" / "hand_xray")  # no root in the file: the shared data folder
+    assert compose_config(path, root="elsewhere").root == "elsewhere"
+    assert compose_config(None, {"epochs": 3}).dataset == "synthetic"
+    with pytest.raises(ConfigError, match="hand.json: .*'epochs'"):
+        compose_config(path, {"epochs": 0})

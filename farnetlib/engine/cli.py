@@ -21,7 +21,7 @@ from ..data import DatasetError
 from ..data.registry import get_dataset
 from ..heatmaps import DECODERS
 from ..inference import MissingExtra
-from .config import ConfigError, TrainConfig, read_json_config
+from .config import ConfigError, TrainConfig, apply_overrides, read_json_config
 from .evaluation import evaluate
 from .folder import predict_folder
 from .folds import train_folds
@@ -52,13 +52,7 @@ def _version() -> str:
 
 def config_values(config: str | None, sets: list[str]) -> dict:
     """The config file's fields (none without a file) with the ``--set`` pairs ``FIELD=VALUE`` applied."""
-    values = read_json_config(config) if config else {}
-    for key, value in _overrides(sets).items():
-        if key.startswith("dataset_options."):  # --set dataset_options.fold=2 changes one option
-            values["dataset_options"] = {**(values.get("dataset_options") or {}), key.split(".", 1)[1]: value}
-        else:
-            values[key] = value
-    return values
+    return apply_overrides(read_json_config(config) if config else {}, _overrides(sets))
 
 
 def _config(args: argparse.Namespace, extra: dict | None = None) -> TrainConfig:

@@ -22,13 +22,14 @@ from pathlib import Path
 from ..backbones import BACKBONES
 from ..data.io import read_json
 from ..data.transforms import CONTRASTS, INTENSITY_RANGES
-from ..data.registry import DATASETS, LEGACY_OPTION_FIELDS, get_dataset
+from ..data.registry import DATASETS, LEGACY_OPTION_FIELDS, default_data_root, get_dataset
 from ..heatmaps import DECODERS
 from ..losses import LOSSES
 from .precision import PRECISIONS
 from .runs import write_atomic
 
-__all__ = ["TrainConfig", "ConfigError", "SECTIONS", "RESUMABLE_FIELDS", "read_json_config"]
+__all__ = ["TrainConfig", "ConfigError", "SECTIONS", "RESUMABLE_FIELDS", "read_json_config", "apply_overrides",
+           "compose_config"]
 
 # The fields in sections (the flat JSON of every committed config and run folder stays as it is).
 # What may change between a run's stretches follows from them: paths, runtime and evaluation options
@@ -293,6 +294,34 @@ class TrainConfig:
             return cls.from_dict(read_json_config(path))
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
+
+
+def apply_overrides(values: dict, overrides: dict) -> dict:
+    """``values`` (a config's fields) with ``overrides`` applied; a key ``dataset_options.NAME``
+    changes one dataset option and keeps the others."""
+    out = dict(values)
+    for key, value in overrides.items():
+        if key.startswith("dataset_options."):
+            out["dataset_options"] = {**(out.get("dataset_options") or {}), key.split(".", 1)[1]: value}
+        else:
+            out[key] = value
+    return out
+
+
+def compose_config(path: str | Path | None = None, overrides: dict | None = None, root: str | None = None) -> TrainConfig:
+    """A config file (or none: the defaults) with ``overrides``; ``root`` replaces the file's, and a
+    dataset that needs a folder and has none gets ``../shared/data/<dataset>`` where that exists (what
+    the notebooks do with their ``config_file``, ``overrides`` and ``root`` parameters)."""
+    values = apply_overrides(read_json_config(path) if path else {}, overrides or {})
+    if root:
+        values["root"] = root
+    dataset = values.get("dataset", "synthetic")
+    if not values.get("root") and dataset in DATASETS and DATASETS[dataset].needs_root:
+        values["root"] = default_data_root(dataset)
+    try:
+        return TrainConfig.from_dict(values)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}" if path else str(err)) from None
 
 
 def read_json_config(path: str | Path) -> dict:
