@@ -158,22 +158,33 @@ def cumulative_error(curves: dict[str, np.ndarray], unit: str = "mm"):
     return fig
 
 
+def _mean_marks(ax, data: pd.DataFrame, x: str, order, errorbar=None) -> None:
+    """A wide horizontal mark at each group's mean (with ``errorbar``, e.g. "sd"), on an axis whose
+    range follows the data: no bars from zero, which hide differences of a few hundredths."""
+    sns.pointplot(data=data, x=x, y="mre", order=order, errorbar=errorbar, ax=ax, color="C0", linestyle="none",
+                  marker="_", markersize=22, markeredgewidth=2.5, capsize=0.15, err_kws={"linewidth": 1.2})
+
+
 def backbone_comparison(summary: pd.DataFrame, split: str, unit: str = "mm"):
-    """MRE mean ± SD over seeds per backbone."""
+    """MRE per backbone: one dot per seed, the mean ± SD over seeds as a mark with error bars."""
     sub = summary[summary["split"] == split]
     order = sub.groupby("backbone")["mre"].mean().sort_values().index
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(order)), 3.8))
-    sns.barplot(data=sub, x="backbone", y="mre", order=order, errorbar="sd", ax=ax, color="C0")
-    sns.stripplot(data=sub, x="backbone", y="mre", order=order, ax=ax, color="k", size=4)
+    _mean_marks(ax, sub, "backbone", order, errorbar="sd")
+    sns.stripplot(data=sub, x="backbone", y="mre", order=order, ax=ax, color="k", size=4, jitter=0.1)
     ax.set(ylabel=f"MRE ({unit}), mean ± SD over seeds", title=f"backbones, {split}")
+    ax.grid(True, axis="y", alpha=0.3)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
 
 
 def arm_comparison(arms: pd.DataFrame, splits: Sequence[str], label: str, reference: str | None = None,
-                   paper: dict[str, float] | None = None, unit: str = "mm", log_ratio: float = 20.0):
-    """MRE per arm (one dot per seed, a bar at the mean), one panel per split; the reference arm's
+                   paper: dict[str, float] | None = None, unit: str = "mm", log_ratio: float = 20.0,
+                   title: str = ""):
+    """MRE per arm (one dot per seed, a wide mark at the mean; the y range follows the points, so
+    differences of a few hundredths stay visible), one panel per split; ``title`` (e.g. the protocol:
+    epochs, weights) above them; the reference arm's
     mean ± seed SD is a grey band across the panel, and ``paper`` (arm label -> MRE) hollow diamonds.
     A panel whose MREs span more than ``log_ratio`` (e.g. an arm that collapsed to 150 mm beside
     arms near 2 mm) gets a log y axis, so the arms that trained stay readable. The legend sits below
@@ -185,8 +196,9 @@ def arm_comparison(arms: pd.DataFrame, splits: Sequence[str], label: str, refere
     order = arms[arms["split"] == splits[0]].groupby(label, sort=False)["mre"].mean().sort_values().index
     for ax, split in zip(axes[0], splits):
         sub = arms[arms["split"] == split]
-        sns.barplot(data=sub, x=label, y="mre", order=order, errorbar=None, ax=ax, color="C0", alpha=0.45)
+        _mean_marks(ax, sub, label, order)
         sns.stripplot(data=sub, x=label, y="mre", order=order, ax=ax, color="k", size=5, jitter=0.15)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
         if reference is not None and (sub[label] == reference).sum() >= 2:
             ref = sub.loc[sub[label] == reference, "mre"]
             ax.axhspan(ref.mean() - ref.std(), ref.mean() + ref.std(), color="0.5", alpha=0.25,
@@ -198,8 +210,11 @@ def arm_comparison(arms: pd.DataFrame, splits: Sequence[str], label: str, refere
         log = sub["mre"].max() > log_ratio * sub["mre"].min()
         if log:
             ax.set_yscale("log")
+            plain_log_axis(ax.yaxis)
         ax.set(xlabel="", ylabel=f"MRE ({unit}{', log scale' if log else ''})", title=split)
         ax.tick_params(axis="x", rotation=35)
+    if title:
+        fig.suptitle(title, fontsize=10)
     legend = {lab: h for ax in axes[0] for h, lab in zip(*ax.get_legend_handles_labels())}
     if legend:  # one legend for all panels, below them, so it hides no dot
         fig.legend(legend.values(), legend.keys(), fontsize=8, loc="lower center", ncol=len(legend), frameon=False)
