@@ -108,8 +108,24 @@ def pilot_report(study_file: str) -> list[Path]:
     return paths
 
 
-COMMITTED_RUNS = {"isbi2015": ["results/isbi2015_cpu/isbi2015_cpu"], "aasce": ["results/aasce_cpu/aasce_cpu"],
-                  "hand_xray": [f"results/hand_xray_cpu/hand_xray_cpu-fold{k}" for k in (1, 2, 3)]}
+PROTOCOL_DATASETS = ("isbi2015", "aasce", "hand_xray")
+
+
+def protocol_runs(protocol: str = "cpu") -> dict[str, list[str]]:
+    """Per dataset, the run folders of its ``configs/<dataset>_<protocol>.json`` (the fold runs
+    ``<run_name>-fold<k>`` of a dataset with folds, as ``farnet cv`` names them)."""
+    from .data.registry import get_dataset
+    from .engine.config import TrainConfig
+
+    out = {}
+    for dataset in PROTOCOL_DATASETS:
+        path = Path(f"configs/{dataset}_{protocol}.json")
+        if path.is_file():
+            cfg = TrainConfig.load(path)
+            base = Path(cfg.results_dir) / (cfg.run_name or cfg.default_run_name())
+            folds = get_dataset(dataset).folds(cfg)
+            out[dataset] = [f"{base}-fold{k}" for k in folds] if folds else [str(base)]
+    return out
 
 
 def uncertainty_report(out_dir: str = "results/uncertainty", alpha: float = 0.1) -> list[Path]:
@@ -124,7 +140,7 @@ def uncertainty_report(out_dir: str = "results/uncertainty", alpha: float = 0.1)
 
     chdir_repo_root()
     out, paths = Path(out_dir), []
-    for dataset, folders in COMMITTED_RUNS.items():
+    for dataset, folders in protocol_runs().items():
         runs = [load_run(f) for f in folders if Path(f, "metrics.json").is_file()]
         if not runs:
             continue
