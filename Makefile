@@ -18,7 +18,7 @@ quickstart: $(STAMP)
 	$(PY) -m farnetlib.reproduce quickstart
 
 test: $(STAMP)
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=15
 
 reproduce: $(STAMP)
 	$(PY) -m farnetlib.reproduce dataset --dataset $(DATASET) --root $(DATA)/$(DATASET)
