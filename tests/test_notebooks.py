@@ -251,6 +251,7 @@ def test_train_tables_and_inside_notebooks_on_a_generic_csv_copy(tmp_path):
     assert "ISBI 2015" not in text and "AASCE" not in text and "Hand X-rays" not in text  # only what applies
     assert "MRE (mm)" in text and "SDR 2 mm (%)" in text  # tables with units
     assert widths and min(widths) >= 450, widths  # embedded figures readable (100 dpi), not thumbnails
+    assert (tmp_path / "out" / "figures" / "learning_curve-csv-nb.png").stat().st_size > 5000
     out = tmp_path / "inside"
     run_nb("05_inside_farnet", tmp_path, dataset="csv", root=str(root), run_dir=str(run_dir),
            landmarks_to_show=[0, 2], input_size=[64, 64], out_dir=str(out))
