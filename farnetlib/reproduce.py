@@ -128,6 +128,16 @@ def protocol_runs(protocol: str = "cpu") -> dict[str, list[str]]:
     return out
 
 
+def tables_report(dataset: str, protocol: str = "cpu", out_dir: str | None = None) -> Path:
+    """Notebook 04 on the run folders of ``configs/<dataset>_<protocol>.json`` (every fold of a
+    dataset with folds): tables and figures into the config's results folder, from the committed
+    run folders alone (the worst-case overlays also read the images where the data is present)."""
+    chdir_repo_root()
+    runs = protocol_runs(protocol)[dataset]
+    out_dir = out_dir or str(Path(runs[0]).parent)
+    return run_notebook("04_tables_and_figures", out_dir, runs=runs, out_dir=out_dir)
+
+
 def uncertainty_report(out_dir: str = "results/uncertainty", alpha: float = 0.1) -> list[Path]:
     """From the committed run folders alone: bootstrap intervals of every split's metrics, split-
     conformal radii (plain and peak-scaled) with their test coverage, and the ablation arms' paired
@@ -227,6 +237,10 @@ def main() -> None:
     t = sub.add_parser("tta", help="test-time augmentation chosen on a run's validation images, then its test splits")
     t.add_argument("--run", required=True, help="run folder with checkpoints/best.pt")
     t.add_argument("--out-dir", help="default: the tables/ folder beside the run")
+    tb = sub.add_parser("tables", help="notebook 04 on a protocol's committed run folders (no training)")
+    tb.add_argument("--dataset", required=True, choices=PROTOCOL_DATASETS)
+    tb.add_argument("--protocol", default="cpu")
+    tb.add_argument("--out-dir")
     p = sub.add_parser("pilots", help="the table and learning curves of a recipe-pilot study (no training)")
     p.add_argument("--study", default="configs/pilots/isbi2015_recipe.json")
     args = ap.parse_args()
@@ -238,6 +252,8 @@ def main() -> None:
         print("\n".join(str(p) for p in uncertainty_report(args.out_dir)))
     elif args.cmd == "tta":
         print("\n".join(str(p) for p in tta_report(args.run, args.out_dir)))
+    elif args.cmd == "tables":
+        print(tables_report(args.dataset, args.protocol, args.out_dir))
     elif args.cmd == "pilots":
         print("\n".join(str(p) for p in pilot_report(args.study)))
     else:
