@@ -55,6 +55,36 @@ def variants(model, run: Path, out: Path, size, int8_calibration=None, compile_=
     return out_v
 
 
+class ReferenceCode:
+    """The original FARNet code's model (``model.py`` of github.com/JuvenileInWind/FARNet, a checkout
+    the user gives: nothing of it is copied here) with random weights, eager fp32 NCHW as it runs
+    there; its ``densenet121(pretrained=True)`` is built with ``weights=None`` (no download)."""
+
+    precision = "fp32 (original code, eager NCHW)"
+
+    def __init__(self, checkout: Path) -> None:
+        import importlib.util
+
+        import torchvision.models as tvm
+
+        path = Path(checkout) / "model.py"
+        if not path.is_file():
+            raise SystemExit(f"--reference-code: no model.py in {checkout} (a checkout of github.com/JuvenileInWind/FARNet)")
+        spec = importlib.util.spec_from_file_location("farnet_reference_model", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        original = tvm.densenet121
+        tvm.densenet121 = lambda *args, **kwargs: original(weights=None)
+        try:
+            self.model = module.Farnet().eval()
+        finally:
+            tvm.densenet121 = original
+
+    @torch.no_grad()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(batch))[0].numpy()  # (fine heatmaps, coarse ones)
+
+
 def interleaved(backends: dict, batch: np.ndarray, rounds: int) -> dict:
     """Median seconds per call of each backend, timed one after another in each round (warm-up first)."""
     times = {k: [] for k in backends}
@@ -99,6 +129,25 @@ def parity(model, cfg, sources: dict, backends: dict) -> dict:
     return out
 
 
+def reference_only(model, run: Path, args) -> None:
+    """Eager fp32 NCHW (ours, the run's weights) against the original code's model (random weights:
+    speed does not depend on them) at the large size, batch 1, interleaved rounds."""
+    if not args.reference_code:
+        raise SystemExit("--reference-only needs --reference-code DIR")
+    backends = {"eager_fp32": TorchBackend(model.to(memory_format=torch.contiguous_format), channels_last=False,
+                                           device="cpu"),
+                "original_code": ReferenceCode(Path(args.reference_code))}
+    x = np.random.default_rng(0).standard_normal((1, 3, *args.large)).astype(np.float32)
+    res = {"run": str(run), "machine": machine(), "threads": args.threads, "rounds": args.rounds,
+           "speed_large": {"input_hw": list(args.large), "batch": 1, **interleaved(backends, x, args.rounds)},
+           "parameters": {"ours": sum(p.numel() for p in model.parameters()),
+                          "original_code_registered": sum(p.numel() for p in backends["original_code"].model.parameters())}}
+    ours, ref = (res["speed_large"][k]["images_per_s"] for k in ("eager_fp32", "original_code"))
+    res["speed_large"]["ours_vs_original"] = ours / ref
+    print(f"800 x 640 b1: ours {ours:.3f} img/s, original code {ref:.3f} img/s: ours x{ours / ref:.2f}")
+    write(f"inference_vs_original_{run.name}", res)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run folder with checkpoints/best.pt")
@@ -110,10 +159,17 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also torch.compile (minutes to compile on 2 cores)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="/tmp/farnet_inference_backends", help="where the exports go")
+    ap.add_argument("--reference-code", metavar="DIR",
+                    help="a checkout of the original FARNet code: its model is timed at the large size too")
+    ap.add_argument("--reference-only", action="store_true",
+                    help="with --reference-code: only eager fp32 against the original code at the large size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run, out = Path(args.run), Path(args.out)
     model, cfg, _ = load_checkpoint(run / "checkpoints" / "best.pt", "cpu")
+    if args.reference_only:
+        reference_only(model, run, args)
+        return
     train_source = build_source(cfg, get_dataset(cfg.dataset).train_split)
     train_idx, val_idx = validation_split(train_source, cfg)
     test_split = cfg.splits_to_test[0]
@@ -133,6 +189,8 @@ def main() -> None:
     res["parity"] = parity(model, cfg, sources, backends)
     del backends
     large = variants(model, run, out / "large", tuple(args.large), None, False)
+    if args.reference_code:
+        large["original_code"] = ReferenceCode(Path(args.reference_code))
     x = np.random.default_rng(0).standard_normal((1, 3, *args.large)).astype(np.float32)
     res["speed_large"] = {"input_hw": list(args.large), "batch": 1, **interleaved(large, x, args.rounds)}
     res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
