@@ -155,7 +155,8 @@ def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
                   "image_size": [96, 80]}, val_count=2, input_size=(64, 64), sigma=2.0, epochs=2,
                   progressive_epochs=min(values.get("progressive_epochs", 0), 1),  # one half-size epoch, if any
                   warmup_epochs=min(values.get("warmup_epochs", 0), 1), milestones=[1],
-                  weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=2)
+                  weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=2,
+                  decoder_width=0.125, backend="torch")  # the configs' code path, not FARNet's 61 M-parameter arithmetic
     run = load_run(train(TrainConfig.from_dict(values), progress=False))
     assert np.isfinite(run["metrics"]["splits"]["test"]["mre"])
 
