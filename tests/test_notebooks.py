@@ -48,7 +48,7 @@ def test_quickstart_notebook(tmp_path):
     from farnetlib.reproduce import quickstart
 
     path = quickstart(str(tmp_path / "qs"), epochs=1, n_train=10, n_test=4, val_count=3, input_size=[64, 64],
-                      image_size=[96, 80], backbone="resnet18")
+                      image_size=[96, 80], backbone="resnet18", decoder_width=0.125)
     assert path == tmp_path / "qs" / "00_quickstart.ipynb" and path.is_file()
     summary = json.loads((tmp_path / "qs" / "quickstart_summary.json").read_text())
     assert np.isfinite(summary["test_mre_mm"]) and summary["epochs"] == 1
@@ -131,7 +131,8 @@ def test_train_notebook_on_real_isbi_then_tables(isbi_root, tmp_path):
 def test_inside_farnet_notebook_writes_every_figure(tmp_path):
     out = tmp_path / "inside"
     executed = run_nb("05_inside_farnet", tmp_path, run_dir=None, quickstart_run=str(tmp_path / "no-quickstart-here"),
-                      train_epochs=1, train_images=10, input_size=[64, 64], landmarks_to_show=[0, 2], out_dir=str(out))
+                      train_epochs=1, train_images=10, input_size=[64, 64], landmarks_to_show=[0, 2], out_dir=str(out),
+                      decoder_width=0.125)
     assert "barely trained" in _rendered(executed)[0]  # one epoch: the notebook says its lessons may not hold
     figures = {p.name: p.stat().st_size for p in (out / "figures").glob("*.png")}
     expected = {"targets.png", "ewc_loss.png", "parameters_per_stage.png", "coarse_vs_fine.png", "decoders.png",
