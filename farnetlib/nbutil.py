@@ -19,7 +19,7 @@ def chdir_repo_root() -> Path:
     raise FileNotFoundError(f"no farnet repository root above {here}")
 
 
-def compact_figures(dpi: int = 100, quality: int = 80) -> None:
+def compact_figures(dpi: int = 100, quality: int = 70) -> None:
     """Embed figures in executed notebooks as JPEG at ``dpi`` so that the notebooks committed under
     ``results/`` stay small (radiographs compress badly as PNG). Files written with
     ``farnetlib.plots.save`` keep their own format and resolution. Outside Jupyter: no-op."""
