@@ -59,6 +59,7 @@ class DatasetSpec:
     flip_permutation: tuple[int, ...] | None = None  # where a mirrored image is anatomically valid (TTA)
     needs_root: bool = True  # False: generated in memory (synthetic)
     pooled_by_pairs: bool = False  # cross-validation tables recompute mm for each 50 mm pair (the hand set)
+    paper_mre: tuple[str, float] | None = None  # FARNet's published test MRE (split, mm): a reference line
 
     def names(self, cfg) -> Sequence[str] | None:
         """The landmark names of ``cfg``'s dataset (None where it has none)."""
@@ -154,7 +155,7 @@ register_dataset(DatasetSpec(
     "train", lambda cfg: ["test1", "test2"], ("train", "test1", "test2"), (800, 640),
     radii=lambda cfg: [2.0, 2.5, 3.0, 4.0],
     describe=lambda cfg: {"ground_truth": cfg.ground_truth, "spacing": "0.1 mm/px", "unit": "mm"},
-    landmark_names=ISBI_LANDMARKS, spacing_mm=ISBI2015.pixel_spacing_mm))
+    landmark_names=ISBI_LANDMARKS, spacing_mm=ISBI2015.pixel_spacing_mm, paper_mre=("test1", 1.12)))
 register_dataset(DatasetSpec(
     "hand_xray", lambda cfg, split: HandXray(cfg.root, fold=cfg.dataset_options["fold"], split=split,
                                              missing=cfg.missing, outside=cfg.outside,
@@ -165,7 +166,7 @@ register_dataset(DatasetSpec(
                           "spacing": f"landmarks {list(cfg.dataset_options['scale_pair'])} (0-based) set to 50 mm"},
     folds=lambda cfg: [1, 2, 3], with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
     options={"fold": ((int,), 1), "scale_pair": ((list, tuple), [1, 5])},  # Payer: landmarks 1 and 5 are 50 mm apart
-    pooled_by_pairs=True))
+    pooled_by_pairs=True, paper_mre=("test, 895 images", 0.62)))
 register_dataset(DatasetSpec(
     # spine radiographs are about 1:2.5 (W:H): a tall input keeps the per-axis scale of the vertebrae
     "aasce", lambda cfg, split: AASCESpine(cfg.root, split, missing=cfg.missing, outside=cfg.outside),
