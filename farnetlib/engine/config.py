@@ -398,8 +398,8 @@ def _option_problem(dataset: str, opts: dict) -> str | None:
     return None
 
 
-_LEGACY_DEFAULTS = {"hand_fold": 1, "hand_scale_pair": [1, 5], "synthetic_train": 60, "synthetic_test": 30,
-                    "synthetic_landmarks": 19, "synthetic_image_size": [320, 256]}
+# the flat fields' defaults are their options' defaults (derived, so the two cannot drift apart)
+_LEGACY_DEFAULTS = {flat: DATASETS[owner].options[option][1] for flat, (owner, option) in LEGACY_OPTION_FIELDS.items()}
 
 
 def _legacy_option_fields(dataset: str, options: dict) -> dict:
