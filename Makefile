@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 quickstart: $(STAMP)
 	$(PY) -m farnetlib.reproduce quickstart
 
+# two test processes on two cores (pytest-xdist; each test uses the cores left per process), the slow
+# notebook and real-data tests handed out as workers free up; the 15 slowest tests are printed
 test: $(STAMP)
-	$(PY) -m pytest -q -ra --durations=15
+	$(PY) -m pytest -q -ra --durations=15 -n auto --dist worksteal
 
 reproduce: $(STAMP)
 	$(PY) -m farnetlib.reproduce dataset --dataset $(DATASET) --root $(DATA)/$(DATASET)

@@ -11,6 +11,7 @@ import pytest
 from farnetlib.crossval import fold_points, pooled_per_landmark, pooled_predictions, pooled_table
 from farnetlib.engine import TrainConfig, load_run, train_folds
 from farnetlib.engine.config import ConfigError
+from helpers import THREADS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,8 +68,8 @@ def test_hand_gpu_config_runs_three_folds_at_a_tiny_size_then_pools_every_test_i
     assert values["input_size"] == [512, 512] and values["weights"] == "imagenet" and values["missing"] == "raise"
     values.update(root=str(hand_root), input_size=[64, 64], sigma=2.0, epochs=1, milestones=[], batch_size=8,
                   backbone="resnet18", weights=None, missing="skip", num_workers=0, cache_dir=None,
-                  results_dir=str(tmp_path), threads=2, eval_batch_size=8, precision="fp32", channels_last=False,
-                  decoder_width=0.125)
+                  results_dir=str(tmp_path), threads=THREADS, eval_batch_size=8, precision="fp32", channels_last=False,
+                  decoder_width=0.125, backend="torch")
     run_dirs = train_folds(TrainConfig.from_dict(values), progress=False)
     assert [d.name for d in run_dirs] == [f"{values['run_name']}-fold{k}" for k in (1, 2, 3)]
     runs = [load_run(d) for d in run_dirs]

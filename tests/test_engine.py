@@ -9,7 +9,7 @@ from farnetlib.data import Synthetic, write_isbi_layout
 from farnetlib.engine import ConfigError, TrainConfig, evaluate, load_model, load_run, predict, train
 from farnetlib.engine.runs import RUN_FILES
 from farnetlib.engine.sources import carve_validation
-from helpers import tiny
+from helpers import THREADS, tiny
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -132,7 +132,7 @@ def test_isbi_test2_is_evaluated_from_the_official_layout_alone(tmp_path):
 def test_one_epoch_on_real_isbi_writes_a_complete_run(isbi_root, tmp_path):
     cfg = TrainConfig(dataset="isbi2015", root=str(isbi_root), input_size=(64, 64), sigma=1.0, epochs=1,
                       batch_size=8, backbone="resnet18", test_splits=["test1"], results_dir=str(tmp_path),
-                      run_name="isbi-real", threads=2)
+                      run_name="isbi-real", threads=THREADS, decoder_width=0.125)  # FARNet's arithmetic: test_model
     run = load_run(train(cfg, progress=False))
     assert set(run["metrics"]["splits"]) == {"val", "test1"}
     m = run["metrics"]["splits"]["test1"]
@@ -155,7 +155,7 @@ def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
                   "image_size": [96, 80]}, val_count=2, input_size=(64, 64), sigma=2.0, epochs=2,
                   progressive_epochs=min(values.get("progressive_epochs", 0), 1),  # one half-size epoch, if any
                   warmup_epochs=min(values.get("warmup_epochs", 0), 1), milestones=[1],
-                  weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=2,
+                  weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=THREADS,
                   decoder_width=0.125, backend="torch")  # the configs' code path, not FARNet's 61 M-parameter arithmetic
     run = load_run(train(TrainConfig.from_dict(values), progress=False))
     assert np.isfinite(run["metrics"]["splits"]["test"]["mre"])

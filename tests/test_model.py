@@ -27,6 +27,17 @@ def test_densenet121_taps_match_the_paper_channels():
     assert bb.channels == (64, 256, 512, 1024, 1024)
 
 
+def test_full_width_farnet_has_the_reference_parameter_count_and_tests_use_a_narrow_decoder():
+    """decoder_width=1 (the paper) is the network the original code's forward uses (61.2 M parameters
+    with densenet121, its redundant conv biases before BatchNorm aside); the engine tests' 1/8-width
+    decoder keeps the backbone and shrinks only the aggregation and refinement widths."""
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(FARNet(19, backbone="densenet121")) == 61_210_470
+    full, narrow = FARNet(19, backbone="resnet18"), FARNet(19, backbone="resnet18", decoder_width=0.125)
+    assert count(full) == 62_729_766 and count(narrow) == 12_265_046
+    assert count(full.backbone) == count(narrow.backbone)
+
+
 def test_gradients_reach_the_first_backbone_layer():
     model = FARNet(3, backbone="densenet121")
     out = model(torch.randn(1, 3, 64, 64))

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import papermill as pm
 import pytest
+from helpers import THREADS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"dataset_options": {"train": 10, "test": 4, "landmarks": 5, "image_size": [96, 80]}, "val_count": 3,
-        "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "threads": 2,
-        "decoder_width": 0.125}
+        "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "threads": THREADS,
+        "decoder_width": 0.125, "backend": "torch"}  # the export path (backend auto): test_engine, the hand cv test
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +121,7 @@ def test_ablation_study_then_tables_notebooks(tmp_path):
 
 def test_train_notebook_on_real_isbi_then_tables(isbi_root, tmp_path):
     over = {"input_size": [64, 64], "sigma": 1.0, "epochs": 1, "batch_size": 8, "backbone": "resnet18",
-            "test_splits": ["test1"], "threads": 2, "decoder_width": 0.125}
+            "test_splits": ["test1"], "threads": THREADS, "decoder_width": 0.125, "backend": "torch"}
     run_nb("02_train", tmp_path, dataset="isbi2015", root=str(isbi_root), overrides=over, run_name="isbi-nb",
            results_dir=str(tmp_path / "runs"))
     run_nb("04_tables_and_figures", tmp_path, runs=[str(tmp_path / "runs" / "isbi-nb")], out_dir=str(tmp_path / "out"))
@@ -154,7 +155,7 @@ def test_spine_gpu_config_at_a_tiny_size_then_spine_tables_and_figures(aasce_roo
     values = json.loads((REPO / "configs" / "aasce_gpu.json").read_text())
     values.update(root=str(aasce_root), weights=None, input_size=[64, 32], sigma=1.0, epochs=1, batch_size=16,
                   backbone="resnet18", lr=1e-3, precision="fp32", channels_last=False, num_workers=0, cache_dir=None,
-                  results_dir=str(tmp_path), threads=2, decoder_width=0.125)
+                  results_dir=str(tmp_path), threads=THREADS, decoder_width=0.125, backend="torch")
     run = load_run(train(TrainConfig.from_dict(values), progress=False))
     assert run["metrics"]["train_count"] == 481 - 48 and run["metrics"]["val_count"] == 48
     test = run["metrics"]["splits"]["test"]
@@ -183,7 +184,7 @@ def test_hand_cpu_protocol_through_farnet_cv_then_crossval_tables_and_figures(ha
     assert exe, "the farnet console script is not installed next to this Python"
     sets = [f"root={json.dumps(str(hand_root))}", "input_size=[64,64]", "sigma=2.0", "epochs=1", "warmup_epochs=0", "milestones=[]",
             "batch_size=8", "backbone=resnet18", f"results_dir={json.dumps(str(tmp_path / 'runs'))}",
-            "decoder_width=0.125", "run_name=\"hand_xray_cpu\""]
+            "decoder_width=0.125", f"threads={THREADS}", "run_name=\"hand_xray_cpu\""]
     proc = subprocess.run([exe, "cv", "--config", str(REPO / "configs" / "hand_xray_cpu.json"), "--set", *sets],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -239,7 +240,7 @@ def test_train_tables_and_inside_notebooks_on_a_generic_csv_copy(tmp_path):
     root = tmp_path / "own"
     write_demo_dataset(root, n=14, num_landmarks=5, missing_every=10, splits=["train"] * 11 + ["test"] * 3)
     over = {"input_size": [64, 64], "sigma": 2.0, "epochs": 1, "batch_size": 4, "backbone": "resnet18",
-            "val_count": 3, "threads": 2, "decoder_width": 0.125}
+            "val_count": 3, "threads": THREADS, "decoder_width": 0.125, "backend": "torch"}
     run_nb("02_train", tmp_path, dataset="csv", root=str(root), overrides=over, run_name="csv-nb",
            results_dir=str(tmp_path / "runs"))
     run_dir = tmp_path / "runs" / "csv-nb"
