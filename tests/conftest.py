@@ -6,14 +6,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import THREADS
 
-# Subprocesses (papermill kernels, `farnet` commands, torchrun) start with this many OpenMP threads.
-os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
-import torch  # noqa: E402  (after OMP_NUM_THREADS)
-
 torch.set_num_threads(THREADS)
+# subprocesses (papermill kernels, `farnet` commands, torchrun) start with as many OpenMP threads
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FARNET_DATA", REPO.parent / "shared" / "data"))
