@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, write  # noqa: E402
+from _common import machine, rss_during, write  # noqa: E402
 
 from farnetlib.data import LandmarkDataset  # noqa: E402
 from farnetlib.data.registry import get_dataset  # noqa: E402
@@ -86,17 +86,29 @@ class ReferenceCode:
 
 
 def interleaved(backends: dict, batch: np.ndarray, rounds: int) -> dict:
-    """Median seconds per call of each backend, timed one after another in each round (warm-up first)."""
+    """Median seconds per call of each backend, timed one after another in each round (warm-up first);
+    then, untimed, the memory each call needs (``_common.rss_during``)."""
+    first, failed = {}, {}
+    for name, fn in list(backends.items()):  # warm-up; for torch.compile this call compiles
+        t0 = time.perf_counter()
+        try:
+            fn(batch)
+        except Exception as err:  # a variant that cannot run here (e.g. no C++ compiler for inductor)
+            failed[name] = {"error": f"{type(err).__name__}: {err}"[:500]}
+            print(f"{name}: failed, left out: {failed[name]['error']}", flush=True)
+            del backends[name]
+            continue
+        first[name] = time.perf_counter() - t0
     times = {k: [] for k in backends}
-    for fn in backends.values():
-        fn(batch)
     for _ in range(rounds):
         for name, fn in backends.items():
             t0 = time.perf_counter()
             fn(batch)
             times[name].append(time.perf_counter() - t0)
+    memory = {k: rss_during(lambda fn=fn: fn(batch)) for k, fn in backends.items()}  # after the timed rounds
     return {k: {"median_s": statistics.median(v), "min_s": min(v), "images_per_s": len(batch) / statistics.median(v),
-                "precision": getattr(backends[k], "precision", "fp32")} for k, v in times.items()}
+                "first_call_s": first[k],
+                "precision": getattr(backends[k], "precision", "fp32"), "memory": memory[k]} for k, v in times.items()} | failed
 
 
 def parity(model, cfg, sources: dict, backends: dict) -> dict:
@@ -188,7 +200,7 @@ def main() -> None:
     res["speed_run_size"] = interleaved(backends, batch, args.rounds)
     res["parity"] = parity(model, cfg, sources, backends)
     del backends
-    large = variants(model, run, out / "large", tuple(args.large), None, False)
+    large = variants(model, run, out / "large", tuple(args.large), None, args.compile)
     if args.reference_code:
         large["original_code"] = ReferenceCode(Path(args.reference_code))
     x = np.random.default_rng(0).standard_normal((1, 3, *args.large)).astype(np.float32)
@@ -197,9 +209,14 @@ def main() -> None:
     for key in ("speed_run_size", "speed_large"):
         eager = res[key]["eager_fp32"]["images_per_s"]
         for name, v in res[key].items():
-            if isinstance(v, dict):
+            if isinstance(v, dict) and "images_per_s" in v:
                 v["speedup_vs_eager"] = v["images_per_s"] / eager
-                print(f"{key} {name:15s} {v['images_per_s']:7.2f} img/s  x{v['speedup_vs_eager']:.2f}  ({v['precision']})")
+                print(f"{key} {name:15s} {v['images_per_s']:7.2f} img/s  x{v['speedup_vs_eager']:.2f}  "
+                      f"call {v['memory']['call_mib']:6.0f} MiB  ({v['precision']})")
+    if "original_code" in res["speed_large"]:
+        ratio = res["speed_large"]["eager_fp32"]["images_per_s"] / res["speed_large"]["original_code"]["images_per_s"]
+        res["speed_large"]["ours_eager_vs_original"] = ratio
+        print(f"speed_large: our eager fp32 / the original code = x{ratio:.2f}")
     for name, splits in res["parity"].items():
         for split, v in splits.items():
             print(f"parity {name:15s} {split:6s} MRE {v['mre']:.4f} {v['unit']}  e2e {v['seconds_end_to_end']:.1f} s  "
