@@ -27,11 +27,21 @@ def cpu_model() -> str:
                 platform.processor() or platform.machine())
 
 
+def allocator() -> str:
+    """The memory allocator in use: a preloaded library (jemalloc, tcmalloc) or glibc's malloc with
+    any tunables. It changes CPU speed measurably (page faults of freed and re-allocated tensors)."""
+    preload = " ".join(Path(p).name for p in os.environ.get("LD_PRELOAD", "").split() if p)
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    conf = os.environ.get("MALLOC_CONF", "")
+    parts = [preload or "glibc malloc"] + [f"GLIBC_TUNABLES={tunables}"] * bool(tunables) + [f"MALLOC_CONF={conf}"] * bool(conf)
+    return "; ".join(parts)
+
+
 def machine() -> dict:
     """Where a figure was measured: speeds compare only as ratios within one run on one machine,
     and the CPU flags (bf16, AMX, AVX-512) decide which execution options pay."""
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_model": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_model": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "allocator": allocator(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 

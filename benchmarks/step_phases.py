@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--landmarks", type=int, default=19)
     ap.add_argument("--backbone", default="densenet121")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tag", default="", help="suffix of the output file (e.g. the allocator compared)")
     args = ap.parse_args()
     if len(args.sizes) % 2:
         raise SystemExit("--sizes takes H W pairs")
@@ -115,7 +116,7 @@ def main() -> None:
     print(f"fit: step = {fit['fixed_s']:.3f} s + {fit['per_megapixel_s']:.3f} s per megapixel of batch "
           f"(max residual {fit['max_abs_residual_s']:.3f} s)")
     tag = "_".join(f"{h}x{w}" for h, w in sizes) + f"_b{'-'.join(map(str, args.batches))}_{args.precision}" + (
-        "_cl" if args.channels_last else "")
+        "_cl" if args.channels_last else "") + (f"_{args.tag}" if args.tag else "")
     write(f"step_phases_{args.backbone}_{tag}", {
         "machine": machine(), "threads": args.threads, "precision": args.precision, "channels_last": args.channels_last,
         "landmarks": args.landmarks, "rounds": args.rounds, "steps_per_round": args.steps, "variants": rows, "fit": fit})
