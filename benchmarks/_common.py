@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from farnetlib.engine.precision import cpu_flags
+from farnetlib.engine.precision import allocator, cpu_flags
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
@@ -25,16 +25,6 @@ def cpu_model() -> str:
         lines = []
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
                 platform.processor() or platform.machine())
-
-
-def allocator() -> str:
-    """The memory allocator in use: a preloaded library (jemalloc, tcmalloc) or glibc's malloc with
-    any tunables. It changes CPU speed measurably (page faults of freed and re-allocated tensors)."""
-    preload = " ".join(Path(p).name for p in os.environ.get("LD_PRELOAD", "").split() if p)
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    conf = os.environ.get("MALLOC_CONF", "")
-    parts = [preload or "glibc malloc"] + [f"GLIBC_TUNABLES={tunables}"] * bool(tunables) + [f"MALLOC_CONF={conf}"] * bool(conf)
-    return "; ".join(parts)
 
 
 def machine() -> dict:

@@ -109,6 +109,22 @@ def test_auto_keeps_the_fastest_measured_option_and_a_resumed_run_reuses_it(tmp_
     stretches = pd.read_csv(run_dir / "stretches.csv")
     assert stretches["execution"].tolist() == ["measured", "reused"]
     assert stretches["channels_last"].tolist() == [True, True]
+    assert stretches["allocator"].notna().all()  # which malloc ran each stretch: it changes the speed
+
+
+def test_the_allocator_is_named_from_the_environment(monkeypatch):
+    from farnetlib.engine.precision import allocator
+
+    for name in ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF"):
+        monkeypatch.delenv(name, raising=False)
+    assert allocator() == "glibc malloc"
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    monkeypatch.setenv("MALLOC_CONF", "background_thread:true")
+    assert allocator() == "libjemalloc.so.2; MALLOC_CONF=background_thread:true"
+    monkeypatch.delenv("LD_PRELOAD")
+    monkeypatch.delenv("MALLOC_CONF")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")
+    assert allocator() == "glibc malloc; GLIBC_TUNABLES=glibc.malloc.trim_threshold=1"
 
 
 def test_evaluation_runs_in_fp32_whatever_the_training_precision(tmp_path):

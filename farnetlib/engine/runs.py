@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .precision import cpu_flags
+from .precision import allocator, cpu_flags
 
 __all__ = ["environment", "load_run", "list_runs", "RUN_FILES", "write_atomic", "atomic_path", "run_lock",
            "RunLocked", "git_commit", "read_json_record", "RunRecordError", "selected_checkpoint"]
@@ -130,7 +130,8 @@ def environment(device: torch.device, seed: int) -> dict:
     return {"seed": seed, "git_commit": git_commit(), "python": platform.python_version(),
             "platform": platform.platform(), "packages": versions, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-            "torch_threads": torch.get_num_threads(), "cpu_flags": cpu_flags(), **accelerator_versions(),
+            "torch_threads": torch.get_num_threads(), "cpu_flags": cpu_flags(), "allocator": allocator(),
+            **accelerator_versions(),
             "all_packages": all_packages(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

@@ -32,7 +32,7 @@ from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from .data import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
 from .evaluation import backend_heatmaps, build_model, evaluate_splits, predict_source, split_metrics
-from .precision import make_scaler, to_layout
+from .precision import allocator, make_scaler, to_layout
 from .autotune import choose_execution, save_execution
 from .runs import atomic_path, environment, read_json_record, run_lock, write_atomic
 from .schedule import build_schedule
@@ -157,7 +157,8 @@ class _Trainer:
     def execution_record(self) -> dict:
         """The execution options of this stretch, for ``stretches.csv``."""
         return {"precision": self.execution.precision, "channels_last": self.execution.channels_last,
-                "execution": self.execution.how, "cpu_flags": " ".join(self.execution.cpu_flags)}
+                "execution": self.execution.how, "cpu_flags": " ".join(self.execution.cpu_flags),
+                "allocator": allocator()}
 
 
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
