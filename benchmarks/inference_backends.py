@@ -170,6 +170,7 @@ def main() -> None:
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also torch.compile (minutes to compile on 2 cores)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--test-split", help="the test split timed end to end (default: the run's first, else the dataset's)")
     ap.add_argument("--out", default="/tmp/farnet_inference_backends", help="where the exports go")
     ap.add_argument("--reference-code", metavar="DIR",
                     help="a checkout of the original FARNet code: its model is timed at the large size too")
@@ -184,7 +185,7 @@ def main() -> None:
         return
     train_source = build_source(cfg, get_dataset(cfg.dataset).train_split)
     train_idx, val_idx = validation_split(train_source, cfg)
-    test_split = cfg.splits_to_test[0]
+    test_split = args.test_split or (cfg.splits_to_test or get_dataset(cfg.dataset).test_splits(cfg))[0]
     sources = {"val": (train_source, val_idx), test_split: (build_source(cfg, test_split), None)}
     calib = None
     if not args.no_int8:
