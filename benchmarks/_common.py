@@ -31,7 +31,8 @@ def machine() -> dict:
     """Where a figure was measured: speeds compare only as ratios within one run on one machine,
     and the CPU flags (bf16, AMX, AVX-512) decide which execution options pay."""
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_model": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "allocator": allocator(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_model": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "allocator": allocator(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
