@@ -14,7 +14,7 @@ from .spine import ANGLE_NAMES
 from .uncertainty import errors_matrix, format_interval, interval_columns
 
 __all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "group_spread", "backbone_table", "write_table", "paper_layout",
-           "inter_observer", "model_vs_observers", "with_units", "spine_table"]
+           "inter_observer", "model_vs_observers", "with_units", "spine_table", "curve_references"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
 
@@ -140,6 +140,24 @@ def finite(df: pd.DataFrame) -> bool:
     """True when every numeric value of ``df`` is finite (tests and notebooks check tables with it)."""
     num = df.select_dtypes(include=[np.number])
     return bool(np.isfinite(num.to_numpy()).all())
+
+
+def curve_references(run: dict, paper: tuple[str, float] | None = None,
+                     reference_runs: dict[str, dict] | None = None) -> dict[str, float]:
+    """Horizontal lines for ``run``'s learning curve (label -> validation-scale value in the run's
+    unit): the paper's published test MRE (``paper``: (split, mm), drawn for runs in mm only) and,
+    per loaded reference run (e.g. the 60-minute protocol beside an overnight run), the validation
+    MRE that run reports (its selected epoch, as in its ``metrics.json``). A reference run of another
+    dataset or unit is refused: its line would mean nothing on this axis."""
+    unit = run["metrics"]["splits"]["val"]["unit"]
+    lines = {f"paper, {paper[0]} (GPU, ImageNet weights)": paper[1]} if paper and unit == "mm" else {}
+    for label, other in (reference_runs or {}).items():
+        val = other["metrics"]["splits"]["val"]
+        if other["config"]["dataset"] != run["config"]["dataset"] or val["unit"] != unit:
+            raise ValueError(f"reference run {label!r} ({other['path']}) is {other['config']['dataset']} in "
+                             f"{val['unit']}; {run['name']} is {run['config']['dataset']} in {unit}")
+        lines[f"{label} (validation, selected epoch)"] = float(val["mre"])
+    return lines
 
 
 def inter_observer(source) -> pd.DataFrame:

@@ -10,12 +10,34 @@ import torch
 
 from helpers import THREADS
 
+from farnetlib.data.cache import CACHE_DIR_ENV
+
 torch.set_num_threads(THREADS)
 # subprocesses (papermill kernels, `farnet` commands, torchrun) start with as many OpenMP threads
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FARNET_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_configure(config) -> None:
+    """One on-disk image cache for the whole session (every xdist worker, notebook kernel and `farnet`
+    subprocess inherits the variable from the controller): each real image is decoded once per
+    size, not once per test (a 1935 x 2400 ISBI JPEG takes ~50 ms to decode, its 64 x 64 copy 0.4 ms
+    to load). A fresh folder per session: a suite never starts warm, so its time means the same
+    from run to run."""
+    if hasattr(config, "workerinput"):
+        return  # a worker: the controller's folder came with the environment
+    folder = tempfile.mkdtemp(prefix="farnet-test-cache-")
+    config._farnet_cache = folder
+    os.environ[CACHE_DIR_ENV] = folder
+
+
+def pytest_unconfigure(config) -> None:
+    folder = getattr(config, "_farnet_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(CACHE_DIR_ENV, None)
 
 
 def pytest_report_header(config) -> str:

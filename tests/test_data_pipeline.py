@@ -97,6 +97,30 @@ def test_disk_cache_is_reused_and_keyed_by_content(isbi_root, tmp_path):
     assert cache.get(src, 0, (96, 64)) is first  # memory hit
 
 
+
+def test_cache_folder_from_the_environment_when_the_config_names_none(tmp_path, monkeypatch):
+    """FARNET_CACHE_DIR is the disk folder of a cache built without one (the test session's is set by
+    conftest); an explicit folder wins; unset or empty means memory only; a served copy equals a
+    freshly resized one pixel for pixel."""
+    from farnetlib.data import ISBI2015, write_isbi_layout
+    from farnetlib.data.cache import CACHE_DIR_ENV
+    from farnetlib.data.transforms import resize_image
+
+    write_isbi_layout(tmp_path / "isbi", {"train": Synthetic(n=2, num_landmarks=19, image_size=(90, 70))})
+    src = ISBI2015(tmp_path / "isbi", "train")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "env"))
+    first = ImageCache().get(src, 1, (48, 40))
+    assert len(list((tmp_path / "env").glob("*_48x40.npy"))) == 1
+    again = ImageCache()
+    np.testing.assert_array_equal(again.get(src, 1, (48, 40)), first)
+    assert again.hits == 1 and again.misses == 0
+    np.testing.assert_array_equal(first, resize_image(src.read_image(1), (48, 40)))
+    assert ImageCache(disk_dir=tmp_path / "own").disk_dir == tmp_path / "own"
+    monkeypatch.setenv(CACHE_DIR_ENV, "")
+    assert ImageCache().disk_dir is None
+    monkeypatch.delenv(CACHE_DIR_ENV)
+    assert ImageCache().disk_dir is None
+
 def test_verify_real_isbi_copy_is_ok(isbi_root):
     report = verify(isbi_root, "isbi2015")
     assert report.ok, report.summary()

@@ -64,3 +64,20 @@ def test_bad_inputs_raise():
         radial_errors(np.zeros((1, 1, 2)), np.zeros((1, 1, 2)), spacing=-1)
     with pytest.raises(ValueError, match="coincide"):
         spacing_from_reference(np.zeros((1, 6, 2)))
+
+
+def test_learning_curve_references_from_the_paper_and_reference_runs():
+    """An overnight run's curve gets the paper's test MRE and the 60-minute protocol's reported
+    validation MRE as lines; the paper's line only in mm; a reference of another dataset is refused."""
+    from farnetlib.reporting import curve_references
+
+    def run(dataset, unit, mre, name):
+        return {"name": name, "path": f"results/{name}", "config": {"dataset": dataset},
+                "metrics": {"splits": {"val": {"unit": unit, "mre": mre}}}}
+
+    overnight = run("isbi2015", "mm", 1.1, "overnight")
+    lines = curve_references(overnight, ("test1", 1.12), {"60-minute protocol": run("isbi2015", "mm", 1.241, "cpu")})
+    assert lines == {"paper, test1 (GPU, ImageNet weights)": 1.12, "60-minute protocol (validation, selected epoch)": 1.241}
+    assert curve_references(run("aasce", "px", 40.0, "spine"), ("test", 1.0)) == {}
+    with pytest.raises(ValueError, match="reference run 'spine 60'.*aasce in px"):
+        curve_references(overnight, None, {"spine 60": run("aasce", "px", 40.0, "spine")})

@@ -3,7 +3,11 @@
 ``ImageCache(disk_dir=None)`` keeps arrays in memory keyed by the source's ``cache_key`` and the
 target size. With ``disk_dir`` it also stores ``<sha256 of the file>_<H>x<W>.npy`` files, so a new
 process (or a DataLoader worker) reuses them; the key is the file's content hash, so a changed
-file is never served stale.
+file is never served stale. Where ``disk_dir`` is None the environment variable
+``FARNET_CACHE_DIR`` (when set) names the folder: one setting that reaches every process of a
+session, papermill kernels and ``farnet`` subprocesses included (the test suite sets it to one
+temporary folder, so its workers decode each real image once). The cache never changes a pixel:
+what it serves is what ``resize_image(read_image(i), size)`` returns.
 """
 from __future__ import annotations
 
@@ -16,11 +20,15 @@ import numpy as np
 from .io import sha256_file
 from .transforms import resize_image
 
-__all__ = ["ImageCache"]
+__all__ = ["CACHE_DIR_ENV", "ImageCache"]
+
+
+CACHE_DIR_ENV = "FARNET_CACHE_DIR"
 
 
 class ImageCache:
     def __init__(self, disk_dir: str | Path | None = None, memory: bool = True) -> None:
+        disk_dir = disk_dir if disk_dir is not None else os.environ.get(CACHE_DIR_ENV) or None
         self.disk_dir = Path(disk_dir) if disk_dir is not None else None
         self.memory = memory
         self._mem: dict[tuple[str, tuple[int, int]], np.ndarray] = {}

@@ -69,7 +69,7 @@ class TrainConfig:
     missing: str = "raise"  # hand/spine: "skip" listed images that are absent
     outside: str = "raise"  # labels outside their image: "raise" at start-up, or "keep" them as annotated
     partial: str = "warn"  # a split with fewer images than the dataset's official count: "warn" or "raise"
-    cache_dir: str | None = None  # on-disk .npy cache of resized images
+    cache_dir: str | None = None  # on-disk .npy cache of resized images (None: $FARNET_CACHE_DIR, if set)
     # model
     backbone: str = "densenet121"
     weights: str | None = None  # None | "imagenet" | path to a backbone state dict
