@@ -144,20 +144,27 @@ def finite(df: pd.DataFrame) -> bool:
 
 def curve_references(run: dict, paper: tuple[str, float] | None = None,
                      reference_runs: dict[str, dict] | None = None) -> dict[str, float]:
-    """Horizontal lines for ``run``'s learning curve (label -> validation-scale value in the run's
-    unit): the paper's published test MRE (``paper``: (split, mm), drawn for runs in mm only) and,
-    per loaded reference run (e.g. the 60-minute protocol beside an overnight run), the validation
-    MRE that run reports (its selected epoch, as in its ``metrics.json``). A reference run of another
-    dataset or unit is refused: its line would mean nothing on this axis."""
+    """Horizontal lines for ``run``'s learning curve (label -> value in the run's unit): the paper's
+    published test MRE (``paper``: (split, mm), drawn for runs in mm only) and, per loaded reference
+    run of the same dataset and fold (e.g. the 60-minute protocol beside an overnight run), the
+    validation MRE that run reports (its selected epoch, as in its ``metrics.json``). References of
+    another dataset or fold are skipped (one notebook call may draw several datasets); one of the
+    same dataset in another unit is an error."""
     unit = run["metrics"]["splits"]["val"]["unit"]
     lines = {f"paper, {paper[0]} (GPU, ImageNet weights)": paper[1]} if paper and unit == "mm" else {}
     for label, other in (reference_runs or {}).items():
+        if _dataset_and_fold(other) != _dataset_and_fold(run):
+            continue
         val = other["metrics"]["splits"]["val"]
-        if other["config"]["dataset"] != run["config"]["dataset"] or val["unit"] != unit:
-            raise ValueError(f"reference run {label!r} ({other['path']}) is {other['config']['dataset']} in "
-                             f"{val['unit']}; {run['name']} is {run['config']['dataset']} in {unit}")
+        if val["unit"] != unit:
+            raise ValueError(f"reference run {label!r} ({other['path']}) reports {val['unit']}; {run['name']} {unit}")
         lines[f"{label} (validation, selected epoch)"] = float(val["mre"])
     return lines
+
+
+def _dataset_and_fold(run: dict) -> tuple:
+    config = run["config"]
+    return config["dataset"], (config.get("dataset_options") or {}).get("fold")
 
 
 def inter_observer(source) -> pd.DataFrame:

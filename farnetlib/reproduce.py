@@ -128,14 +128,26 @@ def protocol_runs(protocol: str = "cpu") -> dict[str, list[str]]:
     return out
 
 
-def tables_report(dataset: str, protocol: str = "cpu", out_dir: str | None = None) -> Path:
+PROTOCOL_LABELS = {"cpu": "60-minute protocol"}
+
+
+def tables_report(dataset: str, protocol: str = "cpu", out_dir: str | None = None,
+                  reference_protocol: str | None = None) -> Path:
     """Notebook 04 on the run folders of ``configs/<dataset>_<protocol>.json`` (every fold of a
     dataset with folds): tables and figures into the config's results folder, from the committed
-    run folders alone (the worst-case overlays also read the images where the data is present)."""
+    run folders alone (the worst-case overlays also read the images where the data is present).
+    ``reference_protocol`` (e.g. ``cpu`` beside ``overnight``): that protocol's reported validation
+    MRE is drawn on each learning curve (fold by fold)."""
     chdir_repo_root()
     runs = protocol_runs(protocol)[dataset]
     out_dir = out_dir or str(Path(runs[0]).parent)
-    return run_notebook("04_tables_and_figures", out_dir, runs=runs, out_dir=out_dir)
+    references = {}
+    if reference_protocol:
+        label = PROTOCOL_LABELS.get(reference_protocol, f"{reference_protocol} protocol")
+        others = protocol_runs(reference_protocol)[dataset]
+        references = {label if len(others) == 1 else f"{label}, fold {k}": path
+                      for k, path in enumerate(others, start=1)}
+    return run_notebook("04_tables_and_figures", out_dir, runs=runs, out_dir=out_dir, reference_runs=references)
 
 
 def uncertainty_report(out_dir: str = "results/uncertainty", alpha: float = 0.1) -> list[Path]:
@@ -241,6 +253,7 @@ def main() -> None:
     tb.add_argument("--dataset", required=True, choices=PROTOCOL_DATASETS)
     tb.add_argument("--protocol", default="cpu")
     tb.add_argument("--out-dir")
+    tb.add_argument("--reference-protocol", help="draw this protocol's validation MRE on the learning curves (e.g. cpu)")
     p = sub.add_parser("pilots", help="the table and learning curves of a recipe-pilot study (no training)")
     p.add_argument("--study", default="configs/pilots/isbi2015_recipe.json")
     args = ap.parse_args()
@@ -253,7 +266,7 @@ def main() -> None:
     elif args.cmd == "tta":
         print("\n".join(str(p) for p in tta_report(args.run, args.out_dir)))
     elif args.cmd == "tables":
-        print(tables_report(args.dataset, args.protocol, args.out_dir))
+        print(tables_report(args.dataset, args.protocol, args.out_dir, args.reference_protocol))
     elif args.cmd == "pilots":
         print("\n".join(str(p) for p in pilot_report(args.study)))
     else:

@@ -68,16 +68,22 @@ def test_bad_inputs_raise():
 
 def test_learning_curve_references_from_the_paper_and_reference_runs():
     """An overnight run's curve gets the paper's test MRE and the 60-minute protocol's reported
-    validation MRE as lines; the paper's line only in mm; a reference of another dataset is refused."""
+    validation MRE as lines; the paper's line only in mm; references of another dataset or fold are
+    left to their own runs; one in another unit is refused."""
     from farnetlib.reporting import curve_references
 
-    def run(dataset, unit, mre, name):
-        return {"name": name, "path": f"results/{name}", "config": {"dataset": dataset},
-                "metrics": {"splits": {"val": {"unit": unit, "mre": mre}}}}
+    def run(dataset, unit, mre, name, fold=None):
+        return {"name": name, "path": f"results/{name}", "metrics": {"splits": {"val": {"unit": unit, "mre": mre}}},
+                "config": {"dataset": dataset, "dataset_options": {"fold": fold} if fold else {}}}
 
     overnight = run("isbi2015", "mm", 1.1, "overnight")
-    lines = curve_references(overnight, ("test1", 1.12), {"60-minute protocol": run("isbi2015", "mm", 1.241, "cpu")})
-    assert lines == {"paper, test1 (GPU, ImageNet weights)": 1.12, "60-minute protocol (validation, selected epoch)": 1.241}
-    assert curve_references(run("aasce", "px", 40.0, "spine"), ("test", 1.0)) == {}
-    with pytest.raises(ValueError, match="reference run 'spine 60'.*aasce in px"):
-        curve_references(overnight, None, {"spine 60": run("aasce", "px", 40.0, "spine")})
+    refs = {"60-minute protocol": run("isbi2015", "mm", 1.241, "cpu"), "spine": run("aasce", "px", 40.0, "spine")}
+    assert curve_references(overnight, ("test1", 1.12), refs) == {
+        "paper, test1 (GPU, ImageNet weights)": 1.12, "60-minute protocol (validation, selected epoch)": 1.241}
+    assert curve_references(run("aasce", "px", 30.0, "spine night"), ("test", 1.0), refs) == {
+        "spine (validation, selected epoch)": 40.0}  # no paper line in px
+    folds = {f"60 min, fold {k}": run("hand_xray", "mm", 1.0 + k / 10, f"h{k}", fold=k) for k in (1, 2, 3)}
+    assert curve_references(run("hand_xray", "mm", 0.9, "night-fold2", fold=2), None, folds) == {
+        "60 min, fold 2 (validation, selected epoch)": 1.2}
+    with pytest.raises(ValueError, match="reference run 'px copy'.*reports px"):
+        curve_references(overnight, None, {"px copy": run("isbi2015", "px", 12.0, "px")})

@@ -247,7 +247,7 @@ def test_train_tables_and_inside_notebooks_on_a_generic_csv_copy(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())["splits"]["test"]
     assert metrics["dataset"] == "csv" and metrics["n_images"] == 3 and metrics["missing_landmarks"] > 0
     executed = run_nb("04_tables_and_figures", tmp_path, runs=[str(run_dir)], out_dir=str(tmp_path / "out"),
-                      worst_cases=2)
+                      worst_cases=2, reference_runs={"the same run": str(run_dir)})  # a reference line drawn
     per_lm = pd.read_csv(tmp_path / "out" / "tables" / "per_landmark-csv-nb-test.csv")
     assert len(per_lm) == 6 and np.isfinite(per_lm["mre"]).all()  # 5 landmarks + all
     text, widths = _rendered(executed)
