@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import THREADS
+from helpers import THREADS, tiny
 
 from farnetlib.data.cache import CACHE_DIR_ENV
 
@@ -70,3 +70,21 @@ def hand_root() -> Path:
 @pytest.fixture
 def aasce_root() -> Path:
     return shared_dataset("aasce")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One finished tiny run (``helpers.tiny``, 1 epoch, run_name ``tiny``) per test process, for the
+    tests that only read a run folder or its checkpoints (evaluate without --write, the records, and
+    predict, whose only write is the run's ``export/`` cache); a test that writes results into a
+    run, or trains it again, takes ``tiny_run_copy``."""
+    from farnetlib.engine import train
+
+    return train(tiny(tmp_path_factory.mktemp("shared_run"), run_name="tiny", epochs=1), progress=False)
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of ``tiny_run`` (checkpoints included) at ``tmp_path / "tiny"``: the same config
+    as ``tiny(tmp_path, run_name="tiny", epochs=1)`` but for ``results_dir``, a path field."""
+    return Path(shutil.copytree(tiny_run, tmp_path / tiny_run.name))

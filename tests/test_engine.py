@@ -73,10 +73,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     np.testing.assert_allclose(resumed["history"]["val_mre"], full["history"]["val_mre"], rtol=1e-4)
 
 
-def test_resume_refuses_a_different_config(tmp_path):
-    train(tiny(tmp_path, run_name="c", epochs=1), progress=False)
+def test_resume_refuses_a_different_config(tiny_run_copy, tmp_path):
     with pytest.raises(ConfigError, match="another config.*'lr'"):
-        train(tiny(tmp_path, run_name="c", epochs=1, lr=0.5), progress=False)
+        train(tiny(tmp_path, run_name=tiny_run_copy.name, epochs=1, lr=0.5), progress=False)
 
 
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tmp_path):
@@ -95,8 +94,8 @@ def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_who
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no half-written temporary left
 
 
-def test_predict_and_evaluate_use_original_pixels(tmp_path):
-    run_dir = train(tiny(tmp_path, run_name="p", epochs=1), progress=False)
+def test_predict_and_evaluate_use_original_pixels(tiny_run):
+    run_dir = tiny_run
     model, cfg = load_model(run_dir / "checkpoints" / "best.pt", device="cpu")
     image = Synthetic(1, 5, (200, 120), seed=9)[0].image
     pts = predict(model, image, cfg.input_size, decoder="quadratic")
@@ -220,9 +219,9 @@ def test_evaluate_never_overwrites_an_entry_without_force(tmp_path):
     assert (preds["split"] == "test_argmax").sum() == 4 * 5  # replaced, not appended twice
 
 
-def test_a_finished_run_is_not_evaluated_again(tmp_path):
-    cfg = tiny(tmp_path, run_name="done", epochs=1)
-    run_dir = train(cfg, progress=False)
+def test_a_finished_run_is_not_evaluated_again(tiny_run_copy, tmp_path):
+    cfg = tiny(tmp_path, run_name=tiny_run_copy.name, epochs=1)
+    run_dir = tiny_run_copy
     evaluate(run_dir, "test", device="cpu", write=True, label="test_extra")
     metrics_before = (run_dir / "metrics.json").read_text()
     preds_before = (run_dir / "predictions.csv").read_text()
@@ -230,7 +229,7 @@ def test_a_finished_run_is_not_evaluated_again(tmp_path):
     assert (run_dir / "metrics.json").read_text() == metrics_before
     assert (run_dir / "predictions.csv").read_text() == preds_before
     with pytest.raises(ConfigError, match="finished.*new run_name"):
-        train(tiny(tmp_path, run_name="done", epochs=3), progress=False)
+        train(tiny(tmp_path, run_name=run_dir.name, epochs=3), progress=False)
 
 
 def test_validation_images_do_not_change_with_the_training_seed(tmp_path):
@@ -267,8 +266,8 @@ def test_reference_0_255_configs_load_as_intensity_range_and_keep_their_run_name
         TrainConfig(intensity_range="0-256")
 
 
-def test_environment_records_accelerator_versions_and_all_packages(tmp_path):
-    run = load_run(train(tiny(tmp_path, run_name="env", epochs=1), progress=False))
+def test_environment_records_accelerator_versions_and_all_packages(tiny_run):
+    run = load_run(tiny_run)
     env = run["environment"]
     assert {"cuda_runtime", "cudnn", "nvidia_driver", "gpu_count"} <= set(env)
     assert env["all_packages"]["torch"] == env["packages"]["torch"] and len(env["all_packages"]) > 20
@@ -298,16 +297,16 @@ def test_training_runs_with_bf16_and_channels_last(tmp_path, precision, channels
     assert run["config"]["precision"] == precision
 
 
-def test_training_a_finished_run_from_scratch_is_refused_before_anything_is_written(tmp_path):
-    cfg = tiny(tmp_path, run_name="fresh", epochs=1)
-    run_dir = train(cfg, progress=False)
+def test_training_a_finished_run_from_scratch_is_refused_before_anything_is_written(tiny_run_copy, tmp_path):
+    cfg = tiny(tmp_path, run_name=tiny_run_copy.name, epochs=1)
+    run_dir = tiny_run_copy
     before = {name: (run_dir / name).read_text() for name in ("config.json", "environment.json", "metrics.json")}
     with pytest.raises(ConfigError, match="finished run.*remove the folder or use a new run_name"):
         train(cfg, resume=False, progress=False)
     assert {name: (run_dir / name).read_text() for name in before} == before
 
 
-def test_farnet_command_predicts_a_folder_of_images(tmp_path):
+def test_farnet_command_predicts_a_folder_of_images(tiny_run, tmp_path):
     """The installed console command, end to end: train, then predict on a folder (CSV + overlays)."""
     import shutil
     import subprocess
@@ -318,7 +317,7 @@ def test_farnet_command_predicts_a_folder_of_images(tmp_path):
 
     exe = shutil.which("farnet", path=str(Path(sys.executable).parent))
     assert exe, "the farnet console script is not installed next to this Python"
-    run_dir = train(tiny(tmp_path, run_name="cli", epochs=1), progress=False)
+    run_dir = tiny_run
     images = tmp_path / "images"
     images.mkdir()
     for i, sample in enumerate(Synthetic(3, 5, (120, 90), seed=11)):

@@ -126,8 +126,8 @@ def test_05_cache_files_get_unique_temporary_names_even_when_every_rank_seeds_al
     assert len(names) == 2 and names[0] != names[1]
 
 
-def test_06_evaluate_write_needs_a_run_folder_and_a_zero_batch_size_is_refused(tmp_path, capsys):
-    run_dir = train(tiny(tmp_path, run_name="ev", epochs=1), progress=False)
+def test_06_evaluate_write_needs_a_run_folder_and_a_zero_batch_size_is_refused(tiny_run, capsys):
+    run_dir = tiny_run
     with pytest.raises(ConfigError, match="--write adds the result to a run folder"):
         evaluate(run_dir / "checkpoints" / "best.pt", "test", write=True)
     with pytest.raises(SystemExit) as stop:
@@ -277,11 +277,11 @@ def test_15_verify_says_when_an_annotation_file_does_not_parse(tmp_path):
 
 
 def test_16_predict_skips_unreadable_files_keeps_overlays_apart_refuses_to_overwrite_reads_float_images(
-        tmp_path, capsys):
+        tiny_run, tmp_path, capsys):
     from farnetlib.data.io import read_gray
     from farnetlib.engine.folder import predict_folder
 
-    run_dir = train(tiny(tmp_path, run_name="pred", epochs=1), progress=False)
+    run_dir = tiny_run
     images = tmp_path / "images"
     images.mkdir()
     pixels = Synthetic(1, 5, (96, 80), seed=3).read_image(0)
