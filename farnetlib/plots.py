@@ -57,17 +57,26 @@ def learning_curve(history: pd.DataFrame, unit: str = "mm", references: dict[str
                    title: str = ""):
     """Validation MRE against epoch and against wall hours (cumulative epoch time), log y, the
     selected epoch circled; ``references`` (label -> value, e.g. the 60-minute protocol's final
-    validation MRE and the paper's test MRE) are drawn as horizontal lines on both panels."""
+    validation MRE and the paper's test MRE) are drawn as horizontal lines on both panels. Epochs
+    trained below the final input size (progressive resizing, ``train_size`` in the history) are
+    shaded: their validation runs at the full size, so it says little about the learning there."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     hours = history["epoch_seconds"].cumsum() / 3600
     best = history["val_mre"].idxmin()
+    small = history["train_size"] != history["train_size"].iloc[-1] if "train_size" in history else None
     for ax, x, label in ((axes[0], history["epoch"], "epoch"), (axes[1], hours, "wall time (hours, training + validation)")):
+        if small is not None and small.any():
+            last = small[small].index[-1]
+            ax.axvspan(x.iloc[0] if label == "epoch" else 0, x[last], color="0.9", zorder=0,
+                       label=f"trained at {history['train_size'][last]} (validation at full size; above 3x the best: cut)")
         ax.plot(x, history["val_mre"], marker=".", color="C3", label="validation MRE")
         ax.scatter([x[best]], [history["val_mre"][best]], s=110, facecolor="none", edgecolor="k",
                    label=f"selected: epoch {int(history['epoch'][best])}, {history['val_mre'][best]:.2f} {unit}")
         for i, (name, value) in enumerate((references or {}).items()):
             ax.axhline(value, color=f"C{i}", ls="--", lw=1, label=f"{name}: {value:.2f} {unit}")
         ax.set(xlabel=label, yscale="log")
+        if small is not None and small.any():  # the shaded phase's full-size validation is tens of mm off
+            ax.set_ylim(top=3 * history["val_mre"][best])
         plain_log_axis(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(f"validation MRE ({unit}, log scale)")

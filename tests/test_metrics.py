@@ -87,3 +87,24 @@ def test_learning_curve_references_from_the_paper_and_reference_runs():
         "60 min, fold 2 (validation, selected epoch)": 1.2}
     with pytest.raises(ValueError, match="reference run 'px copy'.*reports px"):
         curve_references(overnight, None, {"px copy": run("isbi2015", "px", 12.0, "px")})
+
+
+def test_learning_curve_shades_the_epochs_trained_below_full_size_and_zooms_past_them():
+    """Progressive resizing: the half-size epochs' validation (run at full size) is tens of mm off, so
+    the figure shades them, says so, and cuts the y axis at 3x the best epoch instead of at them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from farnetlib.plots import learning_curve
+
+    history = pd.DataFrame({"epoch": range(1, 7), "val_mre": [60.0, 30.0, 25.0, 2.0, 1.3, 1.2],
+                            "epoch_seconds": [40.0] * 3 + [120.0] * 3, "train_size": ["96x80"] * 3 + ["192x160"] * 3})
+    fig = learning_curve(history, references={"paper": 1.12})
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert any(label.startswith("trained at 96x80 (validation at full size") for label in labels)
+    assert all(ax.get_ylim()[1] == pytest.approx(3.6) for ax in fig.axes[:2])
+    plain = learning_curve(history.assign(train_size="192x160"))
+    assert not any("trained at" in label for label in plain.axes[0].get_legend_handles_labels()[1])
+    assert plain.axes[0].get_ylim()[1] > 60
