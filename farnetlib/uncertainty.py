@@ -64,12 +64,35 @@ def metric_intervals(errors: np.ndarray, radii: Sequence[float], resamples: int 
     idx = _resample_indices(len(e), resamples, seed)
     names = ["mre", "sd", *[f"sdr_{r:g}" for r in radii]]
     point = summarize(e, radii)
-    draws = np.array([[summarize(e[i], radii)[m] for m in names] for i in idx])
+    draws = _summary_draws(e, idx, radii)
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(draws, [tail, 100 - tail], axis=0)
     table = pd.DataFrame({"value": [point[m] for m in names], "lower": lo, "upper": hi}, index=names)
     table.attrs.update(resamples=resamples, seed=seed, level=level, n_images=len(e))
     return table
+
+
+def _summary_draws(errors: np.ndarray, idx: np.ndarray, radii: Sequence[float],
+                   block_elements: int = 2**22) -> np.ndarray:
+    """``(resamples, 2 + len(radii))``: :func:`~farnetlib.metrics.summarize`'s MRE, SD and SDRs of
+    every resample of images at once (NaN errors left out as there), in blocks of resamples of at
+    most ``block_elements`` errors each (a few tens of MB)."""
+    per_draw = max(1, errors[0].size * len(idx[0]) if len(idx) else 1)
+    block = max(1, block_elements // per_draw)
+    out = []
+    for start in range(0, len(idx), block):
+        x = errors[idx[start:start + block]].reshape(len(idx[start:start + block]), -1)  # (b, N * K)
+        present = ~np.isnan(x)
+        count = present.sum(axis=1)
+        if (count == 0).any():
+            raise ValueError("a resample has no errors to summarise: every landmark of its images is missing")
+        if present.all():
+            mean, sd = x.mean(axis=1), x.std(axis=1)
+        else:
+            mean, sd = np.nanmean(x, axis=1), np.nanstd(x, axis=1)
+        sdrs = [(x <= r).sum(axis=1) / count * 100.0 for r in radii]  # NaN <= r is False: missing left out
+        out.append(np.column_stack([mean, sd, *sdrs]))
+    return np.concatenate(out) if out else np.empty((0, 2 + len(radii)))
 
 
 def interval_columns(errors: np.ndarray, radii: Sequence[float], **kwargs) -> dict[str, float]:

@@ -38,6 +38,8 @@ def _rendered(executed: Path) -> tuple[str, list[int]]:
 
 
 def run_nb(name, tmp_path, **params):
+    """Execute a notebook with ``params``; a notebook that trains gets ``threads=THREADS`` from its
+    test (its default of 2 beside another worker's thread oversubscribes 2 cores: steps ran 20x slower)."""
     out = tmp_path / f"{name}.ipynb"
     pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out), parameters=params,
                         cwd=str(REPO), progress_bar=False, kernel_name="python3")
@@ -49,7 +51,7 @@ def test_quickstart_notebook(tmp_path):
     from farnetlib.reproduce import quickstart
 
     path = quickstart(str(tmp_path / "qs"), epochs=1, n_train=10, n_test=4, val_count=3, input_size=[64, 64],
-                      image_size=[96, 80], backbone="resnet18", decoder_width=0.125)
+                      image_size=[96, 80], backbone="resnet18", decoder_width=0.125, threads=THREADS)
     assert path == tmp_path / "qs" / "00_quickstart.ipynb" and path.is_file()
     summary = json.loads((tmp_path / "qs" / "quickstart_summary.json").read_text())
     assert np.isfinite(summary["test_mre_mm"]) and summary["epochs"] == 1
@@ -133,7 +135,7 @@ def test_inside_farnet_notebook_writes_every_figure(tmp_path):
     out = tmp_path / "inside"
     executed = run_nb("05_inside_farnet", tmp_path, run_dir=None, quickstart_run=str(tmp_path / "no-quickstart-here"),
                       train_epochs=1, train_images=10, input_size=[64, 64], landmarks_to_show=[0, 2], out_dir=str(out),
-                      decoder_width=0.125)
+                      decoder_width=0.125, threads=THREADS)
     assert "barely trained" in _rendered(executed)[0]  # one epoch: the notebook says its lessons may not hold
     figures = {p.name: p.stat().st_size for p in (out / "figures").glob("*.png")}
     expected = {"targets.png", "ewc_loss.png", "parameters_per_stage.png", "coarse_vs_fine.png", "decoders.png",
@@ -189,6 +191,8 @@ def test_hand_cpu_protocol_through_farnet_cv_then_crossval_tables_and_figures(ha
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pooled" in proc.stdout and proc.stdout.count("run folder:") == 3
+    hows = [json.loads((tmp_path / "runs" / f"hand_xray_cpu-fold{k}" / "execution.json").read_text())["how"] for k in (1, 2, 3)]
+    assert hows == ["measured", "reused from hand_xray_cpu-fold1", "reused from hand_xray_cpu-fold2"]  # measured once
     run_nb("04_tables_and_figures", tmp_path, runs=[str(tmp_path / "runs" / "hand_xray_cpu-fold*")],
            out_dir=str(tmp_path / "out"), worst_cases=2)
     cv = pd.read_csv(tmp_path / "out" / "tables" / "hand_crossval.csv")
@@ -207,7 +211,8 @@ def test_your_own_data_notebook(tmp_path):
     """Notebook 06 on its demo copy (a tenth of the landmark cells empty): verify, train, tables, figures, predict."""
     out = tmp_path / "own"
     executed = run_nb("06_your_own_data", tmp_path, out_dir=str(out), epochs=1, input_size=[64, 64],
-                      decoder_width=0.125, val_count=3, demo_images=12, demo_landmarks=5, demo_image_size=[96, 80])
+                      decoder_width=0.125, val_count=3, demo_images=12, demo_landmarks=5, demo_image_size=[96, 80],
+                      threads=THREADS)
     outputs = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
     # headless (papermill): no per-batch bars, the one line per epoch instead
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
@@ -257,6 +262,6 @@ def test_train_tables_and_inside_notebooks_on_a_generic_csv_copy(tmp_path):
     assert (tmp_path / "out" / "figures" / "learning_curve-csv-nb.png").stat().st_size > 5000
     out = tmp_path / "inside"
     run_nb("05_inside_farnet", tmp_path, dataset="csv", root=str(root), run_dir=str(run_dir),
-           landmarks_to_show=[0, 2], input_size=[64, 64], out_dir=str(out))
+           landmarks_to_show=[0, 2], input_size=[64, 64], out_dir=str(out), threads=THREADS)
     figures = {p.name for p in (out / "figures").glob("*.png")}
     assert {"targets.png", "coarse_vs_fine.png", "decoders.png"} <= figures, figures

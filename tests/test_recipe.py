@@ -112,6 +112,29 @@ def test_auto_keeps_the_fastest_measured_option_and_a_resumed_run_reuses_it(tmp_
     assert stretches["allocator"].notna().all()  # which malloc ran each stretch: it changes the speed
 
 
+def test_a_later_fold_takes_the_measured_choice_of_the_fold_before(tmp_path, monkeypatch):
+    """choose_execution(reuse_from=...): the folder's measured choice is taken, not re-measured; a
+    configured one, or one from a CPU with other flags, is not."""
+    from farnetlib.engine.evaluation import build_model
+
+    monkeypatch.setattr(autotune, "cpu_has_native_bf16", lambda: False)
+    cfg = tiny(tmp_path, precision="auto", channels_last="auto")
+    model, cpu = build_model(cfg, 5), torch.device("cpu")
+    monkeypatch.setattr(autotune, "_time_steps", lambda model, c, device, p, cl, steps: {False: 2.0, True: 1.0}[cl])
+    first = autotune.choose_execution(cfg, model, cpu, tmp_path / "fold1")
+    (tmp_path / "fold1").mkdir()
+    autotune.save_execution(first, tmp_path / "fold1")
+    monkeypatch.setattr(autotune, "_time_steps", lambda model, c, device, p, cl, steps: {False: 1.0, True: 2.0}[cl])
+    later = autotune.choose_execution(cfg, model, cpu, tmp_path / "fold2", reuse_from=tmp_path / "fold1")
+    assert (later.channels_last, later.how, later.step_seconds) == (True, "reused from fold1", first.step_seconds)
+    assert autotune.choose_execution(cfg, model, cpu, tmp_path / "fold2").channels_last is False  # measured anew
+    for other in (dict(how="configured"), dict(cpu_flags=["avx2"])):
+        (tmp_path / "other").mkdir(exist_ok=True)
+        autotune.save_execution(autotune.Execution(**{**first.__dict__, **other}), tmp_path / "other")
+        again = autotune.choose_execution(cfg, model, cpu, tmp_path / "fold3", reuse_from=tmp_path / "other")
+        assert (again.how, again.channels_last) == ("measured", False), other
+
+
 def test_the_allocator_is_named_from_the_environment(monkeypatch):
     from farnetlib.engine.precision import allocator
 

@@ -21,6 +21,28 @@ def test_the_bootstrap_interval_of_the_mre_matches_the_normal_theory_one():
     assert set(table.index) == {"mre", "sd", "sdr_2"} and table.attrs["n_images"] == n
 
 
+@pytest.mark.parametrize("missing", [False, True])
+def test_the_vectorised_bootstrap_draws_are_summarize_of_each_resample(missing):
+    """metric_intervals summarises all resamples at once (in blocks): the same numbers as calling
+    metrics.summarize on each resampled set of images, missing landmarks left out as there."""
+    from farnetlib.metrics import summarize
+    from farnetlib.uncertainty import RESAMPLES, SEED
+
+    rng = np.random.default_rng(3)
+    errors = rng.gamma(2.0, 0.7, size=(40, 6))
+    if missing:
+        errors[rng.random(errors.shape) < 0.15] = np.nan
+    radii = [1.0, 2.0, 4.0]
+    table = metric_intervals(errors, radii)
+    names = ["mre", "sd", "sdr_1", "sdr_2", "sdr_4"]
+    loop = np.array([[summarize(errors[i], radii)[m] for m in names]
+                     for i in np.random.default_rng(SEED).integers(0, len(errors), size=(RESAMPLES, len(errors)))])
+    lo, hi = np.percentile(loop, [2.5, 97.5], axis=0)
+    np.testing.assert_allclose(table.loc[names, "lower"], lo, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(table.loc[names, "upper"], hi, rtol=0, atol=1e-12)
+    assert table.loc["sdr_4", "upper"] > table.loc["sdr_1", "upper"]  # not one column repeated
+
+
 def test_intervals_are_seeded_and_per_landmark_rows_cover_each_landmark():
     errors = np.random.default_rng(2).gamma(2.0, 0.7, size=(50, 4))
     a = per_landmark_intervals(errors, names=list("abcd"), seed=7)

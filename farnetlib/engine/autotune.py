@@ -8,7 +8,8 @@ of the run's model at its batch and input size for each candidate, as ``cudnn.be
 and keeps the fastest; bf16 is a candidate only where the CPU computes it natively. The choice is
 written to the run folder (``execution.json``) with the timings and the CPU flags, and a resumed
 run on a CPU with the same flags reuses it (a re-measurement could pick differently by noise and
-change what the rest of the run computes). On CUDA, "auto" means bf16 (fp16 on GPUs without bf16)
+change what the rest of the run computes); so do the later folds of a cross-validation, from the
+fold before (one choice for every fold, measured once: ``reuse_from``). On CUDA, "auto" means bf16 (fp16 on GPUs without bf16)
 and channels_last, without measuring.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ _FILE = "execution.json"
 class Execution:
     precision: str  # resolved: fp32 | bf16 | fp16
     channels_last: bool
-    how: str  # "configured", "measured", "reused" (from execution.json) or "cuda default"
+    how: str  # "configured", "measured", "reused" (this run's execution.json), "reused from <run>", "cuda default"
     cpu_flags: list[str] = field(default_factory=cpu_flags)
     step_seconds: dict[str, float] = field(default_factory=dict)  # "<precision>/<layout>": median step s
 
@@ -49,18 +50,21 @@ def candidates(cfg: TrainConfig, device: torch.device) -> list[tuple[str, bool]]
 
 
 def choose_execution(cfg: TrainConfig, model: torch.nn.Module, device: torch.device,
-                     run_dir: Path | None = None, steps: int = 2) -> Execution:
-    """The precision and layout to train with (see the module docstring); ``model`` is not changed."""
+                     run_dir: Path | None = None, steps: int = 2, reuse_from: Path | None = None) -> Execution:
+    """The precision and layout to train with (see the module docstring); ``model`` is not changed.
+    ``reuse_from``: the folder of an earlier run with the same model, batch and input size (the
+    previous fold) whose measured choice this run takes when it has none of its own."""
     auto = cfg.precision == "auto" or cfg.channels_last == "auto"
     if not auto:
         return Execution(resolve_precision(cfg.precision, device), bool(cfg.channels_last), "configured")
     if device.type == "cuda":
         return Execution(resolve_precision("auto", device),
                          True if cfg.channels_last == "auto" else bool(cfg.channels_last), "cuda default")
-    saved = _load(run_dir)
-    if saved is not None and saved.cpu_flags == cpu_flags():
-        saved.how = "reused"
-        return saved
+    for folder, how in ((run_dir, "reused"), (reuse_from, f"reused from {Path(reuse_from or '').name}")):
+        saved = _load(folder)
+        if saved is not None and saved.cpu_flags == cpu_flags() and saved.how != "configured":
+            saved.how = how
+            return saved
     options = candidates(cfg, device)
     if len(options) == 1:
         return Execution(options[0][0], options[0][1], "configured")

@@ -27,7 +27,8 @@ def train_folds(cfg: TrainConfig, folds: Sequence[int] | None = None, progress: 
 
     ``cfg.time_limit`` covers the whole call (each fold gets what the earlier ones left); a fold that
     stops before it is finished (time limit, SIGTERM/SIGINT) ends the call, and the same command
-    resumes it and then trains the folds after it."""
+    resumes it and then trains the folds after it. With "auto" precision or layout, the first fold
+    measures and the later ones take its choice (``execution.json`` says ``reused from <fold>``)."""
     spec = get_dataset(cfg.dataset)
     known = spec.folds(cfg)
     if not known:
@@ -48,7 +49,8 @@ def train_folds(cfg: TrainConfig, folds: Sequence[int] | None = None, progress: 
             break
         fold_cfg = replace(cfg, **spec.with_fold(cfg, fold), run_name=fold_run_name(cfg, fold),  # re-validated
                            time_limit=deadline.minutes_left())
-        runs.append(train(fold_cfg, progress=progress, prior_history=previous_history(runs)))
+        runs.append(train(fold_cfg, progress=progress, prior_history=previous_history(runs),
+                          execution_from=runs[-1] if runs else None))  # one measured choice for all folds
         if not (runs[-1] / "metrics.json").is_file():
             break
     return runs

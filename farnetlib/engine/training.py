@@ -50,7 +50,7 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = True,
           stop_after_epochs: int | None = None, progress: bool = True,
-          prior_history: list[dict] | None = None) -> Path:
+          prior_history: list[dict] | None = None, execution_from: Path | None = None) -> Path:
     """Train per ``cfg``; return the run folder.
 
     ``resume``: continue from ``checkpoints/last.pt`` when the folder has one; a finished run (its
@@ -59,7 +59,9 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Tr
     on the first SIGTERM/SIGINT (see :mod:`farnetlib.engine.stopping`); it then returns without the
     final evaluation (no ``metrics.json``) and says how it stopped. ``stop_after_epochs`` ends the
     call after that many epochs in the same way (used by tests). ``prior_history`` (the history
-    rows of a similar run, e.g. the previous fold) lets the time limit estimate the first epoch.
+    rows of a similar run, e.g. the previous fold) lets the time limit estimate the first epoch;
+    ``execution_from`` (its folder) gives its measured precision and layout to a run with "auto"
+    options that has none yet (:func:`~farnetlib.engine.autotune.choose_execution`).
     """
     proc = setup_process(cfg)
     stop = StopControl(cfg.time_limit, prior_history=prior_history)
@@ -70,21 +72,21 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Tr
         run_dir = Path(run_dir)
         lock = run_lock(run_dir, f"farnet train, since {time.strftime('%H:%M')}") if proc.main else nullcontext()
         with lock:
-            return _train_locked(cfg, run_dir, resume, stop_after_epochs, progress, proc, stop)
+            return _train_locked(cfg, run_dir, resume, stop_after_epochs, progress, proc, stop, execution_from)
     finally:
         stop.restore()
         teardown_process(proc)
 
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epochs: int | None, progress: bool,
-                  proc: Process, stop: StopControl) -> Path:
+                  proc: Process, stop: StopControl, execution_from: Path | None = None) -> Path:
     """:func:`train` once the run folder is this process's: validate everything, then write and train."""
     stretches = None
     epoch, phase = 0, "the start"
     try:
         _check_run_dir(cfg, run_dir, resume)  # before anything is built or written
         data = build_train_data(cfg, proc, progress)
-        trainer = _Trainer(cfg, data, proc, run_dir)
+        trainer = _Trainer(cfg, data, proc, run_dir, execution_from)
         _write_run_records(cfg, run_dir, proc, resume, trainer)  # the folder exists from here on
         start, best, history = _resume(trainer, run_dir, proc, progress) if resume else (0, math.inf, [])
         if _already_finished(run_dir, cfg, start, proc, progress):
@@ -122,9 +124,10 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
 class _Trainer:
     """The model and everything that updates it: optimiser, schedule, scaler, loss, execution options."""
 
-    def __init__(self, cfg: TrainConfig, data: TrainData, proc: Process, run_dir: Path) -> None:
+    def __init__(self, cfg: TrainConfig, data: TrainData, proc: Process, run_dir: Path,
+                 execution_from: Path | None = None) -> None:
         model = build_model(cfg, data.source.num_landmarks, weights=cfg.weights).to(proc.device)
-        self.execution = choose_execution(cfg, model, proc.device, run_dir)
+        self.execution = choose_execution(cfg, model, proc.device, run_dir, reuse_from=execution_from)
         self.cfg, self.proc = cfg, proc
         self.model = to_layout(model, self.execution.channels_last)
         self.net = self.model
