@@ -73,12 +73,12 @@ def metric_intervals(errors: np.ndarray, radii: Sequence[float], resamples: int 
 
 
 def _summary_draws(errors: np.ndarray, idx: np.ndarray, radii: Sequence[float],
-                   block_elements: int = 2**22) -> np.ndarray:
+                   block_elements: int = 2**18) -> np.ndarray:
     """``(resamples, 2 + len(radii))``: :func:`~farnetlib.metrics.summarize`'s MRE, SD and SDRs of
     every resample of images at once (NaN errors left out as there), in blocks of resamples of at
-    most ``block_elements`` errors each (a few tens of MB)."""
-    per_draw = max(1, errors[0].size * len(idx[0]) if len(idx) else 1)
-    block = max(1, block_elements // per_draw)
+    most ``block_elements`` errors each (2 MB: cache-sized blocks ran 2.5x faster than 32 MB ones;
+    all 2,000 resamples of 150 x 19 errors take ~0.04 s, the per-resample loop took ~1.1 s)."""
+    block = max(1, block_elements // max(1, idx.shape[1] * errors[0].size))  # resamples per block
     out = []
     for start in range(0, len(idx), block):
         x = errors[idx[start:start + block]].reshape(len(idx[start:start + block]), -1)  # (b, N * K)
