@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,8 @@ from farnetlib.engine import ConfigError, TrainConfig, evaluate, load_model, loa
 from farnetlib.engine.runs import RUN_FILES
 from farnetlib.engine.sources import carve_validation
 from helpers import THREADS, tiny
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -145,9 +148,7 @@ def test_one_epoch_on_real_isbi_writes_a_complete_run(isbi_root, tmp_path):
 def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
     """The protocol configs parse, and their code path runs on CPU at a tiny size (weights aside:
     ImageNet weights cannot be fetched here, so the GPU configs run from random init in this test)."""
-    from pathlib import Path
-
-    values = json.loads((Path(__file__).resolve().parents[1] / "configs" / f"{name}.json").read_text())
+    values = json.loads((REPO_ROOT / "configs" / f"{name}.json").read_text())
     cfg = TrainConfig.from_dict(values)
     assert cfg.dataset == "isbi2015" and cfg.val_count == 20
     values.update(dataset="synthetic", root=None, dataset_options={"train": 6, "test": 2, "landmarks": 19,
@@ -241,6 +242,20 @@ def test_validation_images_do_not_change_with_the_training_seed(tmp_path):
     assert splits[0] == splits[1] == splits[2]
     other = build_train_data(tiny(tmp_path, split_seed=5), proc, progress=False).val_idx
     assert other != splits[0]
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "configs").rglob("*.json")))
+def test_every_committed_config_and_study_file_loads(path):
+    """Each file under configs/ is a valid config, or (with "arms") a study whose every arm is one:
+    a protocol or pilot that fails to parse is found here, not at the start of a long run."""
+    from farnetlib.engine.study import load_study
+
+    raw = json.loads((REPO_ROOT / path).read_text())
+    if "arms" in raw:
+        study = load_study(REPO_ROOT / path)
+        assert study.arms and all(a.run_name == name for name, a in study.arms.items())
+    else:
+        assert TrainConfig.from_dict(raw).dataset == raw["dataset"]
 
 
 def test_legacy_run_configs_load_with_their_fine_head(tmp_path):
