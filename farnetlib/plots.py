@@ -64,8 +64,9 @@ def learning_curve(history: pd.DataFrame, unit: str = "mm", references: dict[str
     hours = history["epoch_seconds"].cumsum() / 3600
     best = history["val_mre"].idxmin()
     small = history["train_size"] != history["train_size"].iloc[-1] if "train_size" in history else None
+    shaded = small is not None and bool(small.any())  # epochs trained below the final size
     for ax, x, label in ((axes[0], history["epoch"], "epoch"), (axes[1], hours, "wall time (hours, training + validation)")):
-        if small is not None and small.any():
+        if shaded:
             last = small[small].index[-1]
             ax.axvspan(x.iloc[0] if label == "epoch" else 0, x[last], color="0.9", zorder=0,
                        label=f"trained at {history['train_size'][last]} (validation at full size; above 3x the best: cut)")
@@ -75,7 +76,7 @@ def learning_curve(history: pd.DataFrame, unit: str = "mm", references: dict[str
         for i, (name, value) in enumerate((references or {}).items()):
             ax.axhline(value, color=f"C{i}", ls="--", lw=1, label=f"{name}: {value:.2f} {unit}")
         ax.set(xlabel=label, yscale="log")
-        if small is not None and small.any():  # the shaded phase's full-size validation is tens of mm off
+        if shaded:  # the shaded phase's full-size validation is tens of mm off
             ax.set_ylim(top=3 * history["val_mre"][best])
         plain_log_axis(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
