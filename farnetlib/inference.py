@@ -50,6 +50,12 @@ class MissingExtra(ImportError):
 
 def _require(backend: str):
     module, extra = _EXTRAS[backend]
+    if module in ("openvino", "nncf") and os.environ.get("LD_PRELOAD"):
+        # a preloaded malloc (tcmalloc, jemalloc) and OpenVINO's oneTBB: TBB dlopens libtbbbind with
+        # RTLD_DEEPBIND, so hwloc frees with glibc what the preloaded malloc allocated, and the export
+        # aborts ("munmap_chunk(): invalid pointer", "double free"; uxlfoundation/oneTBB#1645). This
+        # variable, read when TBB loads, makes it bind normally; it changes no result.
+        os.environ.setdefault("TBB_ENABLE_SANITIZERS", "1")
     try:
         return __import__(module)
     except ImportError:
