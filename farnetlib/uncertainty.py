@@ -81,7 +81,8 @@ def _summary_draws(errors: np.ndarray, idx: np.ndarray, radii: Sequence[float],
     block = max(1, block_elements // max(1, idx.shape[1] * errors[0].size))  # resamples per block
     out = []
     for start in range(0, len(idx), block):
-        x = errors[idx[start:start + block]].reshape(len(idx[start:start + block]), -1)  # (b, N * K)
+        rows = idx[start:start + block]
+        x = errors[rows].reshape(len(rows), -1)  # (b, N * K)
         present = ~np.isnan(x)
         count = present.sum(axis=1)
         if (count == 0).any():
