@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +232,18 @@ def test_a_finished_run_is_not_evaluated_again(tiny_run_copy, tmp_path):
     assert (run_dir / "predictions.csv").read_text() == preds_before
     with pytest.raises(ConfigError, match="finished.*new run_name"):
         train(tiny(tmp_path, run_name=run_dir.name, epochs=3), progress=False)
+
+
+def test_a_finished_run_committed_without_checkpoints_is_still_finished(tiny_run_copy, tmp_path, capsys):
+    """Run folders are committed without ``checkpoints/``: the next session's ``farnet cv`` or
+    ``train`` must count that run's epochs from ``history.csv``, not call it a run of 0 epochs."""
+    shutil.rmtree(tiny_run_copy / "checkpoints")
+    before = {p.name: p.read_bytes() for p in tiny_run_copy.iterdir()}
+    assert train(tiny(tmp_path, run_name=tiny_run_copy.name, epochs=1)) == tiny_run_copy
+    assert "is finished (1 epochs, metrics.json written): nothing to do" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in tiny_run_copy.iterdir()} == before  # nothing rebuilt or written
+    with pytest.raises(ConfigError, match="finished and evaluated after 1 epochs; training it to 3"):
+        train(tiny(tmp_path, run_name=tiny_run_copy.name, epochs=3), progress=False)
 
 
 def test_validation_images_do_not_change_with_the_training_seed(tmp_path):

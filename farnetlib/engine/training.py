@@ -85,12 +85,12 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
     epoch, phase = 0, "the start"
     try:
         _check_run_dir(cfg, run_dir, resume)  # before anything is built or written
+        if resume and _already_finished(run_dir, cfg, proc, progress):
+            return run_dir
         data = build_train_data(cfg, proc, progress)
         trainer = _Trainer(cfg, data, proc, run_dir, execution_from)
         _write_run_records(cfg, run_dir, proc, resume, trainer)  # the folder exists from here on
         start, best, history = _resume(trainer, run_dir, proc, progress) if resume else (0, math.inf, [])
-        if _already_finished(run_dir, cfg, start, proc, progress):
-            return run_dir
         stretches = Stretches(run_dir, start, trainer.execution_record(), write=proc.main)
         for epoch in range(start, cfg.epochs):
             reason = "stop_after_epochs" if stop_after_epochs is not None and epoch - start >= stop_after_epochs \
@@ -257,11 +257,15 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
-def _already_finished(run_dir: Path, cfg: TrainConfig, start: int, proc: Process, progress: bool) -> bool:
-    """A run whose final evaluation was written is never re-evaluated (entries added later stay)."""
+def _already_finished(run_dir: Path, cfg: TrainConfig, proc: Process, progress: bool) -> bool:
+    """A run whose final evaluation was written is never trained or evaluated again (entries added
+    later stay). Its epochs are counted in ``history.csv``, so a finished run committed without its
+    checkpoints (as run folders are) is still finished, and nothing is loaded or built for it."""
     if not (run_dir / "metrics.json").is_file():
         return False
     read_json_record(run_dir / "metrics.json")  # a damaged record is an error naming it, not "finished"
+    history = run_dir / "history.csv"
+    start = len(pd.read_csv(history)) if history.is_file() else 0
     if start < cfg.epochs:
         raise ConfigError(f"run {run_dir} is finished and evaluated after {start} epochs; training it to "
                           f"{cfg.epochs} would replace its test results: start a new run_name instead")
