@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .data.registry import config_option
+from .data.registry import config_option, get_dataset
 from .metrics import per_landmark_table, radial_errors
 from .spine import ANGLE_NAMES
 from .uncertainty import errors_matrix, format_interval, interval_columns
@@ -163,8 +163,11 @@ def curve_references(run: dict, paper: tuple[str, float] | None = None,
 
 
 def _dataset_and_fold(run: dict) -> tuple:
+    """What a reference run must share with the run it is drawn beside: the dataset and, where the
+    dataset has folds, the fold (read from old run folders' flat ``hand_fold`` as well)."""
     config = run["config"]
-    return config["dataset"], (config.get("dataset_options") or {}).get("fold")
+    has_folds = "fold" in get_dataset(config["dataset"]).options
+    return config["dataset"], config_option(config, "fold") if has_folds else None
 
 
 def inter_observer(source) -> pd.DataFrame:

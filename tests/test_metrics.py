@@ -69,7 +69,8 @@ def test_bad_inputs_raise():
 def test_learning_curve_references_from_the_paper_and_reference_runs():
     """An overnight run's curve gets the paper's test MRE and the 60-minute protocol's reported
     validation MRE as lines; the paper's line only in mm; references of another dataset or fold are
-    left to their own runs; one in another unit is refused."""
+    left to their own runs (the fold also read from old run folders' flat ``hand_fold``); one in
+    another unit is refused."""
     from farnetlib.reporting import curve_references
 
     def run(dataset, unit, mre, name, fold=None):
@@ -85,6 +86,10 @@ def test_learning_curve_references_from_the_paper_and_reference_runs():
     folds = {f"60 min, fold {k}": run("hand_xray", "mm", 1.0 + k / 10, f"h{k}", fold=k) for k in (1, 2, 3)}
     assert curve_references(run("hand_xray", "mm", 0.9, "night-fold2", fold=2), None, folds) == {
         "60 min, fold 2 (validation, selected epoch)": 1.2}
+    legacy = {f"old, fold {k}": {**run("hand_xray", "mm", 2.0 + k / 10, f"o{k}"),
+                                 "config": {"dataset": "hand_xray", "hand_fold": k}} for k in (1, 2, 3)}
+    assert curve_references(run("hand_xray", "mm", 0.9, "night-fold3", fold=3), None, legacy) == {
+        "old, fold 3 (validation, selected epoch)": 2.3}  # farnet <= 0.2 run folders: flat hand_fold
     with pytest.raises(ValueError, match="reference run 'px copy'.*reports px"):
         curve_references(overnight, None, {"px copy": run("isbi2015", "px", 12.0, "px")})
 

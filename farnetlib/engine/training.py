@@ -185,13 +185,13 @@ def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
 
 def _write_run_records(cfg: TrainConfig, run_dir: Path, proc: Process, resume: bool, trainer: _Trainer) -> None:
     """Rank 0 creates the folder and writes this stretch's config, environment and execution
-    options; a finished run's records are read-only."""
+    options (a finished run never gets here: :func:`_check_run_dir` or :func:`_already_finished`
+    stopped it, so its records stay read-only)."""
     if proc.main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if not (run_dir / "metrics.json").is_file():
-            cfg.save(run_dir / "config.json")
-            _write_environment(run_dir / "environment.json", proc, cfg.seed, keep_previous=resume)
-            save_execution(trainer.execution, run_dir)
+        cfg.save(run_dir / "config.json")
+        _write_environment(run_dir / "environment.json", proc, cfg.seed, keep_previous=resume)
+        save_execution(trainer.execution, run_dir)
     proc.barrier()
 
 
