@@ -49,7 +49,8 @@ import pandas as pd
 
 __all__ = ["Term", "Measurement", "Analysis", "ISBI2015_ANALYSIS", "ANALYSES", "get_analysis", "load_analysis",
            "measure", "classify", "scr", "confusion", "score", "ClinicalScore", "clinical_metrics",
-           "measurements_from_predictions", "bootstrap_scr"]
+           "measurements_from_predictions", "landmark_array", "bootstrap_scr", "rater_landmarks", "source_clinical_metrics",
+           "CLASS_GROUND_TRUTHS"]
 
 KINDS = ("angles", "ratio", "distance")
 SIGNS = ("none", "negate_if_cross_negative", "negate_if_cross_positive")
@@ -118,16 +119,24 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class _PlaneCheck:
+    name: str
+    landmarks: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class Analysis:
-    """A named list of measurements over landmarks numbered 1..``num_landmarks``."""
+    """A named list of measurements over landmarks numbered 1..``num_landmarks``; ``planes`` are the
+    lines an overlay draws (name, landmark, landmark)."""
 
     name: str
     num_landmarks: int
     measurements: tuple[Measurement, ...]
     reference: str = ""
+    planes: tuple[tuple[str, int, int], ...] = ()
 
     def __post_init__(self) -> None:
-        for m in self.measurements:
+        for m in self.measurements + tuple(_PlaneCheck(name, (a, b)) for name, a, b in self.planes):
             bad = [p for p in m.landmarks if not 1 <= p <= self.num_landmarks]
             if bad:
                 raise ValueError(f"analysis {self.name!r}, measurement {m.name!r}: landmarks {bad} outside "
@@ -161,7 +170,9 @@ class Analysis:
                 for key in ("low", "high"):
                     m[key] = float(m[key])
                 ms.append(Measurement(**m))
-            return cls(str(values["name"]), int(values["num_landmarks"]), tuple(ms), str(values.get("reference", "")))
+            planes = tuple((str(n), int(a), int(b)) for n, a, b in values.get("planes", ()))
+            return cls(str(values["name"]), int(values["num_landmarks"]), tuple(ms), str(values.get("reference", "")),
+                       planes)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{where}: not a valid analysis ({type(err).__name__}: {err})") from None
 
@@ -204,7 +215,9 @@ ISBI2015_ANALYSIS = Analysis("isbi2015", 19, (
                 class_names={1: "normal", 2: "edge to edge", 3: "anterior cross bite", 4: "large overjet"},
                 description="as the challenge computes it: distance between the incisal tips (11, 12), negative "
                             "where the upper tip lies behind the lower"),
-), reference="Wang et al., Med. Image Anal. 31:63-76, 2016; the ISBI 2015 challenge's angle.py")
+), reference="Wang et al., Med. Image Anal. 31:63-76, 2016; the ISBI 2015 challenge's angle.py",
+   planes=(("SN", S, N), ("FH", PO, OR), ("palatal", PNS, ANS), ("mandibular", GO, ME), ("N-Pog", N, POG),
+           ("A-B", A, B)))
 
 ANALYSES: dict[str, Analysis] = {"isbi2015": ISBI2015_ANALYSIS}
 
@@ -286,12 +299,12 @@ def classify(values: np.ndarray, m: Measurement) -> np.ndarray:
     return np.where(np.isfinite(v), out, 0).astype(int)
 
 
-def measure(landmarks: np.ndarray, analysis: Analysis = ISBI2015_ANALYSIS, spacing_mm: float = 0.1,
+def measure(landmarks: np.ndarray, analysis: Analysis = ISBI2015_ANALYSIS, spacing_mm: float | None = 0.1,
             coordinates: str = "integer", ids: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per image of ``(N, K, 2)`` (or one ``(K, 2)``) landmarks in original pixels: each
     measurement's value (``<name>``) and class (``<name>_class``)."""
-    if not (math.isfinite(spacing_mm) and spacing_mm > 0):
-        raise ValueError(f"spacing_mm must be a positive number, got {spacing_mm}")
+    if spacing_mm is None or not (math.isfinite(spacing_mm) and spacing_mm > 0):
+        raise ValueError(f"a cephalometric analysis needs the pixel spacing (a positive number of mm/px), got {spacing_mm}")
     pts = _prepare(landmarks, analysis, coordinates)
     table = pd.DataFrame(index=pd.Index(list(ids) if ids is not None else range(len(pts)), name="id"))
     for m in analysis.measurements:
@@ -350,6 +363,7 @@ class ClinicalScore:
     confusions: dict[str, pd.DataFrame]
     truth: pd.DataFrame  # per image: values and classes of the ground truth
     pred: pd.DataFrame
+    analysis: Analysis = ISBI2015_ANALYSIS
 
 
 def score(pred_landmarks: np.ndarray, truth_landmarks: np.ndarray, analysis: Analysis = ISBI2015_ANALYSIS,
@@ -379,10 +393,11 @@ def score(pred_landmarks: np.ndarray, truth_landmarks: np.ndarray, analysis: Ana
     if intervals:
         ci = bootstrap_scr(truth, pred, analysis)
         table["scr_lower"], table["scr_upper"] = ci["lower"], ci["upper"]
-    return ClinicalScore(table, confusions, truth, pred)
+    return ClinicalScore(table, confusions, truth, pred, analysis)
 
 
-def _landmark_array(predictions: pd.DataFrame, columns: tuple[str, str]) -> tuple[list[str], np.ndarray]:
+def landmark_array(predictions: pd.DataFrame, columns: tuple[str, str] = ("pred_x", "pred_y")) -> tuple[list[str], np.ndarray]:
+    """(image ids sorted, ``(N, K, 2)`` points) of one split's rows of a ``predictions.csv``."""
     df = predictions.sort_values(["id", "landmark"])
     ids = list(dict.fromkeys(df["id"].astype(str)))
     k = df["landmark"].nunique()
@@ -394,7 +409,7 @@ def _landmark_array(predictions: pd.DataFrame, columns: tuple[str, str]) -> tupl
 def measurements_from_predictions(predictions: pd.DataFrame, analysis: Analysis = ISBI2015_ANALYSIS,
                                   spacing_mm: float = 0.1, coordinates: str = "integer") -> pd.DataFrame:
     """Per image of one split's ``predictions.csv`` rows: the measurements of the predicted landmarks."""
-    ids, pred = _landmark_array(predictions, ("pred_x", "pred_y"))
+    ids, pred = landmark_array(predictions, ("pred_x", "pred_y"))
     return measure(pred, analysis, spacing_mm, coordinates, ids)
 
 
@@ -406,7 +421,7 @@ def clinical_metrics(predictions: pd.DataFrame, truth_landmarks: np.ndarray, tru
     MAE of the model against classes of ``truth_landmarks`` (``ground_truth`` says whose), their
     means, and, where both doctors' landmarks are given, the junior doctor scored against the senior
     doctor the same way (the human reference)."""
-    ids, pred = _landmark_array(predictions, ("pred_x", "pred_y"))
+    ids, pred = landmark_array(predictions, ("pred_x", "pred_y"))
     order = {str(i): n for n, i in enumerate(truth_ids)}
     missing = [i for i in ids if i not in order]
     if missing:
@@ -426,3 +441,36 @@ def clinical_metrics(predictions: pd.DataFrame, truth_landmarks: np.ndarray, tru
         ref = score(np.asarray(junior)[rows], np.asarray(senior)[rows], analysis, spacing_mm, coordinates, ids)
         out["junior_vs_senior"] = block(ref)
     return out
+
+
+CLASS_GROUND_TRUTHS = ("senior", "junior", "mean")
+
+
+def rater_landmarks(source, class_ground_truth: str = "senior") -> tuple[np.ndarray, str, dict]:
+    """(landmarks whose classes are the truth, what they are, each rater's landmarks) of a dataset
+    source (a :class:`farnetlib.data.LandmarkSource`): ``senior``/``junior``/``mean`` of its raters
+    where it has several (ISBI: the two doctors), else its only annotation, called ``labelled``."""
+    if class_ground_truth not in CLASS_GROUND_TRUTHS:
+        raise ValueError(f"class ground truth must be one of {CLASS_GROUND_TRUTHS}, got {class_ground_truth!r}")
+    raters = source.raters()
+    if not raters:
+        return np.asarray(source.landmarks), "labelled", raters
+    if class_ground_truth == "mean":
+        return np.mean(list(raters.values()), axis=0), "mean of " + " and ".join(raters), raters
+    return raters[class_ground_truth], class_ground_truth, raters
+
+
+def source_clinical_metrics(predictions: pd.DataFrame, source, analysis: str | Analysis = "isbi2015",
+                            class_ground_truth: str = "senior", spacing_mm: float | None = 0.1,
+                            coordinates: str = "integer") -> dict:
+    """:func:`clinical_metrics` of one split's predictions against a dataset source: classes of the
+    ground truth from ``class_ground_truth`` (the senior doctor by default: the challenge's landmark
+    ground truth), and the junior doctor scored against the senior one beside it where the source
+    has both. A failure is recorded under ``error`` (a metric never stops a run)."""
+    analysis = get_analysis(analysis) if isinstance(analysis, str) else analysis
+    try:
+        truth, whose, raters = rater_landmarks(source, class_ground_truth)
+        return clinical_metrics(predictions, truth, source.ids, whose, raters.get("junior"), raters.get("senior"),
+                                analysis, spacing_mm, coordinates)
+    except (ValueError, OSError) as err:
+        return {"analysis": analysis.name, "error": str(err)}

@@ -17,7 +17,10 @@ pixels are shared by all of them:
 
 ``Predictor.from_run(run_dir, backend=...)`` / ``Predictor.from_export(path)``: ``predict(image,
 path or array)`` gives each landmark in original pixels (and mm where the spacing is known) with
-its heatmap peak.
+its heatmap peak; where the run's landmarks have a cephalometric analysis (ISBI's 19, or a CSV
+dataset whose ``dataset.json`` names one), ``measure(...)`` gives its measurements and classes per
+image (:mod:`farnetlib.ceph`, from the sub-pixel predictions) and ``predict`` attaches them (a dict) as
+``table.attrs["measurements"]``.
 """
 from __future__ import annotations
 
@@ -80,6 +83,7 @@ class Preprocess:
     spacing_mm: float | None = None  # a fixed spacing (ISBI 0.1), else None
     run: str = ""
     source: dict = field(default_factory=dict)  # checkpoint, selected epoch, commit
+    analysis: dict | None = None  # the cephalometric analysis of the landmarks (farnetlib.ceph.Analysis.to_dict())
 
     def image_to_input(self, image: np.ndarray) -> np.ndarray:
         """A (H, W) uint8 grayscale image -> the normalised (3, H, W) float32 model input."""
@@ -93,6 +97,8 @@ class Preprocess:
         values = json.loads(Path(path).read_text())
         if "reference_0_255" in values:  # an export of before the rename
             values["intensity_range"] = "0-255" if values.pop("reference_0_255") else "0-1"
+        if "analysis" not in values:  # an export of before the clinical layer: the dataset's built-in analysis
+            values["analysis"] = _builtin_analysis(values.get("dataset", ""))
         values["input_size"] = tuple(values["input_size"])
         values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
         return cls(**values)
@@ -109,6 +115,32 @@ class _FineOnly(torch.nn.Module):
         return self.model(x).fine.float()
 
 
+def _builtin_analysis(dataset: str) -> dict | None:
+    from .ceph import get_analysis
+    from .data.registry import DATASETS
+
+    spec = DATASETS.get(dataset)
+    return get_analysis(spec.analysis).to_dict() if spec is not None and spec.analysis else None
+
+
+def _analysis_of(spec, cfg, num_landmarks: int) -> dict | None:
+    """The run's cephalometric analysis as plain values (an export carries it whole), or None;
+    an analysis the data names but that cannot be read, or that needs other landmarks, is an error."""
+    from .ceph import get_analysis
+
+    try:
+        name = spec.analysis_for(cfg)
+    except (OSError, ValueError):  # a generic dataset that is not on this machine
+        return None
+    if name is None:
+        return None
+    analysis = get_analysis(name)
+    if analysis.num_landmarks != num_landmarks:
+        raise ValueError(f"analysis {analysis.name!r} is defined on {analysis.num_landmarks} landmarks; the run "
+                         f"predicts {num_landmarks}")
+    return analysis.to_dict()
+
+
 def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Preprocess:
     from .data.registry import get_dataset
     from .engine.sources import describe_ground_truth
@@ -116,12 +148,17 @@ def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Prepr
     spec = get_dataset(cfg.dataset)
     names = _landmark_names(spec, cfg, num_landmarks)
     described = describe_ground_truth(cfg)
+    try:
+        spacing = spec.fixed_spacing(cfg)
+    except (OSError, ValueError):  # a generic dataset that is not on this machine
+        spacing = spec.spacing_mm
     return Preprocess(input_size=tuple(cfg.input_size), num_landmarks=num_landmarks, landmark_names=names,
                       decoder=cfg.decoder, intensity_range=cfg.intensity_range, contrast=cfg.contrast,
                       dataset=cfg.dataset,
                       spacing_rule=described.get("spacing", ""),
-                      spacing_mm=spec.spacing_mm, run=run_dir.name,
-                      source={"checkpoint": "checkpoints/best.pt", "selected_epoch": int(state.get("epoch", -1)) + 1})
+                      spacing_mm=spacing, run=run_dir.name,
+                      source={"checkpoint": "checkpoints/best.pt", "selected_epoch": int(state.get("epoch", -1)) + 1},
+                      analysis=_analysis_of(spec, cfg, num_landmarks))
 
 
 def _landmark_names(spec, cfg, k: int) -> list[str]:
@@ -330,8 +367,12 @@ class Predictor:
     """
 
     def __init__(self, backend, preprocess: Preprocess, batch_size: int = 8) -> None:
+        from .ceph import Analysis
+
         self.backend, self.pre, self.batch_size = backend, preprocess, batch_size
         self.codec = HeatmapCodec(preprocess.input_size, preprocess.input_size, None, preprocess.decoder)
+        self.analysis = (Analysis.from_dict(preprocess.analysis, where="preprocess.json analysis")
+                         if preprocess.analysis else None)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, backend: str = "auto", precision: str = "fp32",
@@ -370,10 +411,28 @@ class Predictor:
         return np.concatenate(points), np.concatenate(peaks)
 
     def predict(self, image: np.ndarray | str | os.PathLike) -> pd.DataFrame:
-        """One image (array or file): one row per landmark."""
+        """One image (array or file): one row per landmark; where the run has a cephalometric
+        analysis, its measurements and classes in ``table.attrs["measurements"]`` (a dict:
+        ``{"ANB": 4.1, "ANB_class": 1, ...}``; a DataFrame in attrs would break ``pd.concat``)."""
         array = read_gray(Path(image)) if isinstance(image, (str, os.PathLike)) else _as_gray(image)
         pts, peak = self.predict_arrays([array])
-        return self._rows(str(image) if isinstance(image, (str, os.PathLike)) else "array", pts[0], peak[0])
+        name = str(image) if isinstance(image, (str, os.PathLike)) else "array"
+        table = self._rows(name, pts[0], peak[0])
+        if self.analysis is not None:
+            table.attrs["measurements"] = self.measure(pts, [name]).iloc[0].to_dict()
+        return table
+
+    def measure(self, points: np.ndarray, images: Sequence[str] | None = None) -> pd.DataFrame:
+        """The cephalometric measurements and classes of ``(N, K, 2)`` predicted landmarks (original
+        pixels), one row per image: sub-pixel coordinates (``coordinates="float"``, not the
+        challenge's truncation, which the benchmark tables use); ValueError without an analysis."""
+        from .ceph import measure
+
+        if self.analysis is None:
+            raise ValueError(f"run {self.pre.run or '(export)'} ({self.pre.dataset}) has no cephalometric analysis: "
+                             "measurements need ISBI's 19 landmarks or a dataset.json that names an analysis")
+        return measure(points, self.analysis, self.pre.spacing_mm, coordinates="float",
+                       ids=images).rename_axis("image")
 
     def predict_files(self, files: Iterable[Path], progress: bool = True) -> pd.DataFrame:
         """Many files, batched, with a progress bar: one row per image x landmark."""

@@ -352,3 +352,57 @@ def show_spines(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int
     axes.ravel()[0].legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     return fig
+
+
+def clinical_scatter(model, human=None, title: str = ""):
+    """Per measurement of a :class:`farnetlib.ceph.ClinicalScore`: predicted against ground-truth values, the
+    normal range drawn as bands on both axes (a point outside the cross of the bands lands in
+    another class than its truth), the identity line; ``human`` (the junior doctor) in grey."""
+    ms = model.analysis.measurements
+    cols = min(4, len(ms))
+    rows = int(np.ceil(len(ms) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.5 * rows), squeeze=False)
+    for ax, m in zip(axes.ravel(), ms):
+        x, y = model.truth[m.name].to_numpy(), model.pred[m.name].to_numpy()
+        ok = model.truth[f"{m.name}_class"].to_numpy() == model.pred[f"{m.name}_class"].to_numpy()
+        values = [x, y] + ([human.pred[m.name].to_numpy()] if human is not None else [])
+        finite = np.concatenate([v[np.isfinite(v)] for v in values] + [np.array([m.low, m.high])])
+        pad = 0.08 * (finite.max() - finite.min())
+        lim = (finite.min() - pad, finite.max() + pad)
+        ax.axvspan(m.low, m.high, color="#2ca02c", alpha=0.12, lw=0)
+        ax.axhspan(m.low, m.high, color="#2ca02c", alpha=0.12, lw=0)
+        ax.plot(lim, lim, color="k", lw=0.7, ls="--")
+        if human is not None:
+            ax.scatter(human.truth[m.name], human.pred[m.name], s=7, color="0.6", alpha=0.6, label="junior doctor")
+        ax.scatter(x[ok], y[ok], s=9, color="#1f77b4", alpha=0.7, label="model, class right")
+        ax.scatter(x[~ok], y[~ok], s=11, color=PRED_COLOR, alpha=0.8, marker="x", label="model, class wrong")
+        scr = model.table.loc[m.name, "scr_%"]
+        ref = f" (junior {human.table.loc[m.name, 'scr_%']:.0f} %)" if human is not None else ""
+        ax.set(xlim=lim, ylim=lim, xlabel=f"truth ({m.unit})", ylabel=f"predicted ({m.unit})",
+               title=f"{m.name}: SCR {scr:.0f} %{ref}")
+        ax.title.set_fontsize(9)
+    for ax in axes.ravel()[len(ms):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=6, loc="upper left", framealpha=0.8)
+    return _finish(fig, title)
+
+
+def confusion_matrices(model, title: str = ""):
+    """Per measurement: the row-normalised confusion matrix (truth rows, predicted columns; the
+    diagonal's mean is the SCR), with the image counts written in each cell."""
+    ms = model.analysis.measurements
+    cols = min(4, len(ms))
+    rows = int(np.ceil(len(ms) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.9 * rows), squeeze=False)
+    for ax, m in zip(axes.ravel(), ms):
+        counts = model.confusions[m.name]
+        shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0)
+        labels = counts.astype(int).astype(str)
+        sns.heatmap(shares, annot=labels, fmt="", vmin=0, vmax=1, cmap="Blues", cbar=False, ax=ax,
+                    annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
+        ax.grid(False)
+        ax.set(xlabel="predicted class", ylabel="truth class", title=f"{m.name}: SCR {model.table.loc[m.name, 'scr_%']:.0f} %")
+        ax.title.set_fontsize(9)
+    for ax in axes.ravel()[len(ms):]:
+        ax.axis("off")
+    return _finish(fig, title)

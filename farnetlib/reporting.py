@@ -8,13 +8,15 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .ceph import ClinicalScore, get_analysis, landmark_array, rater_landmarks, score
 from .data.registry import config_option, get_dataset
 from .metrics import per_landmark_table, radial_errors
 from .spine import ANGLE_NAMES
 from .uncertainty import errors_matrix, format_interval, interval_columns
 
 __all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "group_spread", "backbone_table", "write_table", "paper_layout",
-           "inter_observer", "model_vs_observers", "with_units", "spine_table", "curve_references"]
+           "inter_observer", "model_vs_observers", "with_units", "spine_table", "curve_references",
+           "clinical_scores", "clinical_table", "clinical_summary"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
 
@@ -213,3 +215,79 @@ def spine_table(run: dict) -> pd.DataFrame:
              **{f"MAE {a} (°)": m[f"mae_{a}_deg"] for a in ANGLE_NAMES}, "angles vs": m["angle_ground_truth"]}
             for split, m in run["metrics"]["splits"].items() if "smape_%" in m]
     return pd.DataFrame(rows).set_index("split")
+
+
+def clinical_scores(run: dict, split: str, source, class_ground_truth: str = "senior",
+                    coordinates: str = "integer", intervals: bool = True) -> tuple[ClinicalScore, ClinicalScore | None]:
+    """(the model, the junior doctor) of a run's split scored by its dataset's cephalometric analysis
+    (:mod:`farnetlib.ceph`) against the classes of ``class_ground_truth``'s landmarks, from the run's
+    ``predictions.csv`` and the split's annotations (``source``, opened with both doctors); the
+    junior doctor is scored against the senior on the same images (None without both doctors)."""
+    from .engine.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(run["config"])
+    spec = get_dataset(cfg.dataset)
+    if spec.analysis_for(cfg) is None:
+        raise ValueError(f"run {run['name']}: its dataset ({spec.name}) names no cephalometric analysis")
+    analysis, spacing = get_analysis(spec.analysis_for(cfg)), spec.fixed_spacing(cfg)
+    ids, pred = landmark_array(run["predictions"].query("split == @split"))
+    truth, whose, raters = rater_landmarks(source, class_ground_truth)
+    index = {str(i): n for n, i in enumerate(source.ids)}
+    rows = [index[i] for i in ids]
+    model = score(pred, truth[rows], analysis, spacing, coordinates, ids, intervals)
+    model.table.attrs.update(ground_truth=whose, coordinates=coordinates, analysis=analysis.name)
+    human = None
+    if {"senior", "junior"} <= set(raters):
+        human = score(raters["junior"][rows], raters["senior"][rows], analysis, spacing, coordinates, ids, intervals)
+    return model, human
+
+
+def clinical_table(model: ClinicalScore, human: ClinicalScore | None = None) -> pd.DataFrame:
+    """One row per measurement and their mean: the model's SCR with its bootstrap interval, accuracy,
+    MAE and Bland-Altman bias [95 % limits of agreement], the junior doctor's SCR and accuracy beside
+    them, and the ground-truth images per class."""
+    t = model.table
+    out = pd.DataFrame(index=t.index)
+    out["unit"] = t["unit"]
+    ci = "scr_lower" in t
+    out["SCR model (%)"] = t["scr_%"]
+    if ci:
+        out["SCR model [95 % CI]"] = [format_interval(*v, digits=1) for v in zip(t["scr_%"], t["scr_lower"], t["scr_upper"])]
+    if human is not None:
+        h = human.table
+        out["SCR junior (%)"] = h["scr_%"]
+        if ci:
+            out["SCR junior [95 % CI]"] = [format_interval(*v, digits=1) for v in zip(h["scr_%"], h["scr_lower"], h["scr_upper"])]
+    out["accuracy model (%)"] = t["accuracy_%"]
+    if human is not None:
+        out["accuracy junior (%)"] = human.table["accuracy_%"]
+    out["MAE model"] = t["mae"]
+    if human is not None:
+        out["MAE junior"] = human.table["mae"]
+    out["bias [limits of agreement]"] = [f"{b:+.2f} [{lo:+.2f}, {hi:+.2f}]" if np.isfinite(b) else ""
+                                         for b, lo, hi in zip(t["bias"], t["loa_lower"], t["loa_upper"])]
+    out["ground-truth images per class"] = t["truth_counts"].fillna("")
+    return out
+
+
+def clinical_summary(rows: dict[str, tuple[dict, ClinicalScore, ClinicalScore | None]], split: str) -> pd.DataFrame:
+    """One row per run (name -> (run, model score, junior score)): MRE and SDR 2 mm of the split
+    beside the mean SCR of the model and of the junior doctor (bootstrap 95 % intervals)."""
+    out = []
+    for name, (run, model, human) in rows.items():
+        m, t = run["metrics"]["splits"][split], model.table
+        row = {"run": name, "images": len(model.truth), f"MRE ({m['unit']})": m["mre"], "SDR 2 mm (%)": m.get("sdr_2"),
+               "landmark ground truth": m["ground_truth"], "class ground truth": t.attrs.get("ground_truth", ""),
+               "mean SCR model (%)": t.loc["mean", "scr_%"]}
+        if "scr_lower" in t:
+            row["mean SCR model [95 % CI]"] = format_interval(t.loc["mean", "scr_%"], t.loc["mean", "scr_lower"],
+                                                              t.loc["mean", "scr_upper"], digits=1)
+        if human is not None:
+            h = human.table
+            row["mean SCR junior (%)"] = h.loc["mean", "scr_%"]
+            if "scr_lower" in h:
+                row["mean SCR junior [95 % CI]"] = format_interval(h.loc["mean", "scr_%"], h.loc["mean", "scr_lower"],
+                                                                   h.loc["mean", "scr_upper"], digits=1)
+        row.update({f"SCR {k} (%)": t.loc[k, "scr_%"] for k in t.index if k != "mean"})
+        out.append(row)
+    return pd.DataFrame(out).set_index("run")

@@ -23,6 +23,14 @@ interrupted one), then writes the ablation tables and figures beside the arms' r
 
 ``tta`` compares test-time augmentation settings on the run's validation images, and evaluates the
 test splits with the setting chosen there (beside the plain numbers, never instead of them).
+
+    python -m farnetlib.reproduce clinical --split test1
+
+``clinical`` re-scores every committed run folder of a dataset with a cephalometric analysis (ISBI:
+the protocols, the 2-hour run, the ablation arms) from its ``predictions.csv`` alone (no model):
+the eight measurements of :mod:`farnetlib.ceph`, SCR against the senior doctor's classes beside the
+junior doctor's; one table per run beside its other tables, and one summary row per run in
+``results/clinical/``. It reads the split's annotations (``--root``, default ``../shared/data``).
 """
 from __future__ import annotations
 
@@ -39,7 +47,7 @@ from .data.registry import get_dataset
 from .nbutil import chdir_repo_root
 
 __all__ = ["run_notebook", "quickstart", "reproduce_dataset", "reproduce_study", "pilot_report",
-           "uncertainty_report", "tta_report"]
+           "uncertainty_report", "tta_report", "clinical_report"]
 
 
 def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters) -> Path:
@@ -230,6 +238,45 @@ def tta_report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[P
     return paths
 
 
+def clinical_report(split: str = "test1", results: str = "results", out_dir: str = "results/clinical",
+                    root: str | None = None, class_ground_truth: str = "senior") -> list[Path]:
+    """The clinical tables of every committed run folder under ``results`` whose dataset has a
+    cephalometric analysis and whose ``predictions.csv`` holds ``split``: ``clinical-<run>-<split>``
+    in the ``tables/`` folder beside the run (``<results folder>/tables``) and the summary
+    ``<out_dir>/<dataset>-<split>`` (one row per run). Nothing is trained or re-predicted."""
+    from .engine.runs import load_run
+    from .engine.sources import run_source
+    from .reporting import clinical_scores, clinical_summary, clinical_table, write_table
+
+    chdir_repo_root()
+    folders = sorted(p.parent for p in Path(results).rglob("metrics.json"))
+    rows, paths, sources = {}, [], {}
+    for folder in folders:
+        run = load_run(folder)
+        dataset = run["config"]["dataset"]
+        if get_dataset(dataset).analysis is None or split not in set(run["predictions"]["split"]):
+            continue
+        if dataset not in sources:
+            config = dict(run["config"], root=root) if root else run["config"]
+            sources[dataset] = run_source(config, split, ground_truth="mean")  # both doctors' landmarks
+        model, human = clinical_scores(run, split, sources[dataset], class_ground_truth)
+        name = str(folder.relative_to(results))
+        rows.setdefault(dataset, {})[name] = (run, model, human)
+        tables = folder.parent / "tables"
+        if folder.parent.name == "pilots" or folder.parent.parent.name == "pilots":
+            continue  # pilots are validation-only studies; listed in the summary where they hold the split
+        paths += write_table(clinical_table(model, human).round(3), tables, f"clinical-{run['name']}-{split}",
+                             caption=f"{run['name']}, {split}: measurements of {model.table.attrs['analysis']}, SCR (%) "
+                                     f"of the model and of the junior doctor against classes of the "
+                                     f"{model.table.attrs['ground_truth']} doctor's landmarks (bootstrap 95 % "
+                                     "intervals over images), accuracy, MAE, bias [limits of agreement]")
+    for dataset, by_run in rows.items():
+        paths += write_table(clinical_summary(by_run, split).round(3), out_dir, f"{dataset}-{split}",
+                             caption=f"{dataset}, {split}: every committed run, landmark error beside the mean SCR "
+                                     "of the model and of the junior doctor (classes of the senior doctor's landmarks)")
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -256,6 +303,11 @@ def main() -> None:
     tb.add_argument("--reference-protocol", help="draw this protocol's validation MRE on the learning curves (e.g. cpu)")
     p = sub.add_parser("pilots", help="the table and learning curves of a recipe-pilot study (no training)")
     p.add_argument("--study", default="configs/pilots/isbi2015_recipe.json")
+    c = sub.add_parser("clinical", help="clinical measurements and SCR of every committed ISBI run (no training)")
+    c.add_argument("--split", default="test1")
+    c.add_argument("--root", help="the dataset's folder (default: the run's root, else ../shared/data/<dataset>)")
+    c.add_argument("--out-dir", default="results/clinical")
+    c.add_argument("--class-ground-truth", default="senior", choices=("senior", "junior", "mean"))
     args = ap.parse_args()
     if args.cmd == "quickstart":
         quickstart(args.out_dir)
@@ -267,6 +319,9 @@ def main() -> None:
         print("\n".join(str(p) for p in tta_report(args.run, args.out_dir)))
     elif args.cmd == "tables":
         print(tables_report(args.dataset, args.protocol, args.out_dir, args.reference_protocol))
+    elif args.cmd == "clinical":
+        print("\n".join(str(p) for p in clinical_report(args.split, out_dir=args.out_dir, root=args.root,
+                                                         class_ground_truth=args.class_ground_truth)))
     elif args.cmd == "pilots":
         print("\n".join(str(p) for p in pilot_report(args.study)))
     else:

@@ -214,3 +214,74 @@ def test_junior_against_senior_on_test1_is_the_human_reference(isbi_root):
     assert t.loc["MW", "scr_%"] > t.loc["FHI", "scr_%"] and t.loc["MW", "scr_%"] > t.loc["ANB", "scr_%"]
     assert "2: 3 " in t.loc["FHI", "truth_counts"] + " "  # FHI class 2: 3 of 150 images
     assert int(s.confusions["FHI"].to_numpy().sum()) == 150
+
+
+# --- where the analysis shows up: evaluation, farnet predict, the Predictor ---------------------------
+
+@pytest.fixture(scope="module")
+def ceph_run(tmp_path_factory):
+    """A tiny finished run on a generic CSV dataset of 19 landmarks whose dataset.json names the
+    ISBI analysis (and a fixed spacing), as a clinic's own cephalograms would."""
+    from helpers import tiny
+
+    from farnetlib.data.convert import write_demo_dataset
+    from farnetlib.engine import train
+
+    tmp = tmp_path_factory.mktemp("ceph")
+    root = tmp / "cephs"
+    write_demo_dataset(root, 12, 19, (96, 80), splits=["train"] * 9 + ["test"] * 3)
+    info = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").write_text(json.dumps({**info, "analysis": "isbi2015", "spacing": 0.5}))
+    cfg = tiny(tmp, dataset="csv", root=str(root), run_name="ceph", epochs=1, val_count=3)
+    return train(cfg, progress=False), root
+
+
+def test_evaluation_adds_the_clinical_block(ceph_run):
+    run_dir, _ = ceph_run
+    splits = json.loads((run_dir / "metrics.json").read_text())["splits"]
+    for split in ("val", "test"):
+        block = splits[split]["clinical"]
+        assert block["analysis"] == "isbi2015" and block["class_ground_truth"] == "labelled"
+        assert block["n_images"] == splits[split]["n_images"]
+        assert 0 <= block["mean_scr_%"] <= 100 and "junior_vs_senior" not in block  # one rater only
+
+
+def test_farnet_predict_writes_measurements_and_draws_the_planes(ceph_run, tmp_path):
+    import subprocess
+    import sys
+
+    run_dir, root = ceph_run
+    out = tmp_path / "pred"
+    proc = subprocess.run([sys.executable, "-m", "farnetlib.engine.cli", "predict", str(run_dir), str(root / "images"),
+                           "--out", str(out), "--backend", "torch"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "measurements.csv", dtype={"image": str})
+    images = sorted(p.name for p in (root / "images").iterdir())
+    assert sorted(table["image"]) == images
+    assert list(table.columns[1:]) == [c for n in ISBI.names for c in (n, f"{n}_class")]
+    assert set(table["ANB_class"]) <= {0, 1, 2, 3}
+    assert len(list((out / "overlays").glob("*.png"))) == len(images)
+    preds = pd.read_csv(out / "predictions.csv", dtype={"image": str})
+    first = preds[preds["image"] == images[0]].sort_values("landmark")[["x", "y"]].to_numpy()
+    expected = ceph.measure(first, spacing_mm=0.5, coordinates="float")
+    np.testing.assert_allclose(table.iloc[0][ISBI.names].to_numpy(float), expected[ISBI.names].iloc[0].to_numpy(float),
+                               rtol=1e-6, equal_nan=True)
+
+
+def test_the_predictor_gives_measurements_where_the_run_has_an_analysis(ceph_run, tiny_run):
+    from farnetlib.inference import Predictor
+
+    run_dir, root = ceph_run
+    image = sorted((root / "images").iterdir())[0]
+    p = Predictor.from_run(run_dir, backend="torch")
+    table = p.predict(image)
+    row = table.attrs["measurements"]
+    assert list(row) == [c for n in ISBI.names for c in (n, f"{n}_class")]
+    np.testing.assert_allclose([row[n] for n in ISBI.names],
+                               ceph.measure(table[["x", "y"]].to_numpy(), spacing_mm=0.5, coordinates="float")[ISBI.names]
+                               .to_numpy(float)[0], equal_nan=True)
+    assert "x_mm" in table  # the dataset.json spacing is the fixed spacing
+    plain = Predictor.from_run(tiny_run, backend="torch")  # synthetic: no analysis
+    assert plain.analysis is None and "measurements" not in plain.predict(image).attrs
+    with pytest.raises(ValueError, match="no cephalometric analysis"):
+        plain.measure(np.zeros((1, 5, 2)))

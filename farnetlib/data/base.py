@@ -45,6 +45,11 @@ class LandmarkSource:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def raters(self) -> dict[str, np.ndarray]:
+        """Each rater's own ``(N, K, 2)`` landmarks where the data has several (ISBI: the senior and
+        the junior doctor); empty where ``landmarks`` is the only annotation."""
+        return {}
+
     def spacing(self, i: int) -> tuple[float, float] | None:
         return None if self.spacings is None else (float(self.spacings[i, 0]), float(self.spacings[i, 1]))
 

@@ -125,7 +125,8 @@ def from_builtin(name: str, root: str | Path, out_root: str | Path, ground_truth
                 continue  # Test2 is not in every copy
         info = {"name": "isbi2015", "landmark_names": list(ISBI2015.landmark_names), "spacing": 0.1,
                 "test_splits": [s for s in splits if s != "train"], "ground_truth": f"ISBI 2015, {ground_truth}",
-                "radii": [2.0, 2.5, 3.0, 4.0], "known_duplicates": [list(d) for d in ISBI_DUPLICATES]}
+                "radii": [2.0, 2.5, 3.0, 4.0], "known_duplicates": [list(d) for d in ISBI_DUPLICATES],
+                "analysis": "isbi2015"}
         return write_generic(out_root, rows, ISBI2015.num_landmarks, info)
     if name == "hand_xray":
         tests = {fold: HandXray(root, fold, "test", missing="skip", outside="keep") for fold in (1, 2, 3)}

@@ -49,7 +49,10 @@ class DatasetInfo:
     ``radii``: SDR radii (default: 2, 2.5, 3, 4 mm where the spacing is known, else 5, 10, 20 px).
     ``ground_truth``: how the labels were made (reported with every number).
     ``known_duplicates``: ``[[split, id, split, id], ...]`` image copies across splits the release
-    itself holds (kept and recorded; any other copy across splits is refused as test leakage)."""
+    itself holds (kept and recorded; any other copy across splits is refused as test leakage).
+    ``analysis``: the cephalometric analysis of the landmarks (:mod:`farnetlib.ceph`): a built-in
+    name (``"isbi2015"``: the 19 ISBI landmarks in their order) or a JSON file relative to ROOT;
+    evaluation and ``farnet predict`` then give its measurements (needs a fixed ``spacing``)."""
 
     name: str | None = None
     landmark_names: list[str] | None = None
@@ -59,6 +62,7 @@ class DatasetInfo:
     radii: list[float] | None = None
     ground_truth: str = "annotations in landmarks.csv"
     known_duplicates: list[list[str]] = field(default_factory=list)
+    analysis: str | None = None
 
 
 def read_dataset_info(root: str | Path) -> DatasetInfo:
@@ -72,6 +76,8 @@ def read_dataset_info(root: str | Path) -> DatasetInfo:
         extra = sorted(set(values) - known) if isinstance(values, dict) else values
         raise DatasetError(f"{path}: unknown key(s) {extra}; known: {sorted(known)}")
     info = DatasetInfo(**values)
+    if info.analysis is not None and not isinstance(info.analysis, str):
+        raise DatasetError(f"{path}: 'analysis' must be a built-in analysis name or a .json file, got {info.analysis!r}")
     if info.normalise is not None and (set(info.normalise) != {"pair", "mm"} or len(info.normalise["pair"]) != 2):
         raise DatasetError(f"{path}: 'normalise' must be {{\"pair\": [i, j], \"mm\": distance}}, got {info.normalise}")
     return info

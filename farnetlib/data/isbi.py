@@ -76,5 +76,13 @@ class ISBI2015(LandmarkSource):
         """Each doctor's labels with their files (the mean is checked through them)."""
         return [(self.doctor_landmarks[d], self.doctor_paths[d]) for d in self.doctor_landmarks]
 
+    def raters(self) -> dict[str, np.ndarray]:
+        """Both doctors' landmarks ``(N, 19, 2)`` by name (``senior``, ``junior``), read from their
+        files where this source was opened with one doctor's only."""
+        if set(self.doctor_landmarks) == {"senior", "junior"}:
+            return dict(self.doctor_landmarks)
+        both = ISBI2015(self.root, self.split, "mean", self.pixel_spacing_mm, outside="keep")
+        return dict(both.doctor_landmarks)
+
     def describe(self) -> dict:
         return {**super().describe(), "split": self.split, "ground_truth": self.annotation}

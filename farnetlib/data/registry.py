@@ -39,7 +39,9 @@ class DatasetSpec:
     ``open(cfg, split)`` returns the split's source; ``splits`` is None where the data names them
     (the generic CSV); ``describe(cfg)`` is what qualifies every number (ground truth, spacing,
     unit); ``folds(cfg)`` the cross-validation folds and ``with_fold(k)`` the config changes that
-    select fold k; ``extra_metrics`` names further metrics its evaluation adds (``"spine"``)."""
+    select fold k; ``extra_metrics`` names further metrics its evaluation adds (``"spine"``);
+    ``analysis`` the cephalometric analysis (:mod:`farnetlib.ceph`) whose measurements and classes
+    evaluation adds as the ``clinical`` block and ``farnet predict`` writes per image."""
 
     name: str
     open: Callable[[Any, str], LandmarkSource]
@@ -60,6 +62,18 @@ class DatasetSpec:
     needs_root: bool = True  # False: generated in memory (synthetic)
     pooled_by_pairs: bool = False  # cross-validation tables recompute mm for each 50 mm pair (the hand set)
     paper_mre: tuple[str, float] | None = None  # FARNet's published test MRE (split, mm): a reference line
+    analysis: str | None = None  # the clinical analysis of its landmarks (farnetlib.ceph), scored at evaluation
+    analysis_of: Callable[[Any], str | None] | None = None  # the analysis read from the data (a CSV's dataset.json)
+    spacing_of: Callable[[Any], float | None] | None = None  # a fixed spacing read from the data
+
+    def analysis_for(self, cfg) -> str | None:
+        """The cephalometric analysis (a built-in name or a JSON path) of ``cfg``'s data, or None."""
+        return self.analysis_of(cfg) if self.analysis_of is not None else self.analysis
+
+    def fixed_spacing(self, cfg) -> float | None:
+        """One spacing (mm/px) for every image where the dataset has one (ISBI 0.1; a CSV's
+        ``dataset.json`` number), else None."""
+        return self.spacing_of(cfg) if self.spacing_of is not None else self.spacing_mm
 
     def names(self, cfg) -> Sequence[str] | None:
         """The landmark names of ``cfg``'s dataset (None where it has none)."""
@@ -127,6 +141,22 @@ def _csv_describe(cfg) -> dict:
     return out
 
 
+def _csv_analysis(cfg) -> str | None:
+    name = _csv_info(cfg).analysis
+    if name is None or not name.endswith(".json"):
+        return name
+    return str(Path(cfg.root) / name)
+
+
+def _csv_spacing(cfg) -> float | None:
+    spacing = _csv_info(cfg).spacing
+    if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
+        return float(spacing)
+    if isinstance(spacing, (list, tuple)) and len(spacing) == 2 and spacing[0] == spacing[1]:
+        return float(spacing[0])
+    return None
+
+
 def _csv_folds(cfg) -> list[int]:
     from .generic import parse_csv
 
@@ -155,7 +185,8 @@ register_dataset(DatasetSpec(
     "train", lambda cfg: ["test1", "test2"], ("train", "test1", "test2"), (800, 640),
     radii=lambda cfg: [2.0, 2.5, 3.0, 4.0],
     describe=lambda cfg: {"ground_truth": cfg.ground_truth, "spacing": "0.1 mm/px", "unit": "mm"},
-    landmark_names=ISBI_LANDMARKS, spacing_mm=ISBI2015.pixel_spacing_mm, paper_mre=("test1", 1.12)))
+    landmark_names=ISBI_LANDMARKS, spacing_mm=ISBI2015.pixel_spacing_mm, paper_mre=("test1", 1.12),
+    analysis="isbi2015"))
 register_dataset(DatasetSpec(
     "hand_xray", lambda cfg, split: HandXray(cfg.root, fold=cfg.dataset_options["fold"], split=split,
                                              missing=cfg.missing, outside=cfg.outside,
@@ -178,7 +209,7 @@ register_dataset(DatasetSpec(
     "csv", _csv, "train", _csv_test_splits, None, (512, 512), radii=_csv_radii, describe=_csv_describe,
     folds=_csv_folds, with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
     options={"fold": ((int, type(None)), None), "file": ((str,), "landmarks.csv")},
-    names_of=lambda cfg: _csv_info(cfg).landmark_names))
+    names_of=lambda cfg: _csv_info(cfg).landmark_names, analysis_of=_csv_analysis, spacing_of=_csv_spacing))
 
 
 def config_option(config: dict, name: str):

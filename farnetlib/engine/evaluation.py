@@ -19,6 +19,7 @@ from ..data.transforms import image_to_input
 from ..heatmaps import HeatmapCodec
 from ..metrics import radial_errors, summarize
 from ..model import FARNet
+from ..ceph import source_clinical_metrics
 from ..spine import spine_metrics
 from .config import ConfigError, TrainConfig
 from .data import open_test_splits
@@ -94,14 +95,21 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
 
 def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig, source: LandmarkSource | None = None) -> dict:
     """MRE, SD and SDR of one split's predictions, with everything that qualifies the numbers; for
-    the spine also normalised MSE, SMAPE and per-angle errors (angles.csv of ``source`` as truth)."""
+    the spine also normalised MSE, SMAPE and per-angle errors (angles.csv of ``source`` as truth); for a
+    dataset with a cephalometric analysis (ISBI) the ``clinical`` block of :mod:`farnetlib.ceph`: SCR,
+    accuracy and MAE of the eight measurements, classes of the senior doctor's landmarks, the junior
+    doctor's scores beside them."""
     labelled = predictions["gt_x"].notna()  # a missing landmark (no label) has no error
     unit = "mm" if predictions.loc[labelled, "error_mm"].notna().all() else "px"
     col = "error_mm" if unit == "mm" else "error_px"
     errors = predictions.pivot(index="id", columns="landmark", values=col).to_numpy()
     out = {**describe_ground_truth(cfg), "unit": unit, **summarize(errors, cfg.radii)}
     out["mre_px"] = float(predictions.loc[labelled, "error_px"].mean())
-    if get_dataset(cfg.dataset).extra_metrics == "spine":
+    spec = get_dataset(cfg.dataset)
+    analysis = spec.analysis_for(cfg)
+    if analysis is not None and source is not None:
+        out["clinical"] = source_clinical_metrics(predictions, source, analysis, spacing_mm=spec.fixed_spacing(cfg))
+    if spec.extra_metrics == "spine":
         try:
             reference = source.cobb_angles() if isinstance(source, AASCESpine) else None
         except DatasetError:

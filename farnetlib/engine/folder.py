@@ -9,6 +9,12 @@ the landmark's split-conformal error radius (:func:`farnetlib.uncertainty.run_ra
 default): on images like the validation images, the true landmark lies within it with that
 probability. Overlays draw it as a circle. It is calibrated in the original pixels of the run's
 data: for images of another resolution or kind it does not transfer.
+
+Where the run's landmarks have a cephalometric analysis (ISBI's 19 landmarks, or a CSV dataset whose
+``dataset.json`` names one), ``measurements.csv`` holds one row per image: each measurement's value
+and class (:mod:`farnetlib.ceph`; for ISBI the challenge's eight: ANB, SNB, SNA, ODI, APDI, FHI, FMA,
+MW), from the sub-pixel predictions; the overlays draw the analysis's planes (SN, FH, palatal,
+mandibular, N-Pog, A-B) with the values beside the image.
 """
 from __future__ import annotations
 
@@ -65,7 +71,8 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
         predictor = Predictor(predictor.backend, replace(predictor.pre, decoder=decoder), predictor.batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     radii = run_radii(path, 1 - coverage) if coverage is not None and path.is_dir() else None
-    tables, skipped = [], []
+    tables, skipped, points = [], [], []
+    analysis = predictor.analysis
     for file in tqdm(files, desc="predict", disable=not progress):
         try:
             image = read_gray(file)
@@ -76,12 +83,20 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
         if radii is not None:
             table["radius_px"] = radii[1][table["landmark"].to_numpy() - 1]
         tables.append(table)
+        points.append(table[["x", "y"]].to_numpy())
+        measured = predictor.measure(points[-1][None], [file.name]).iloc[0] if analysis is not None else None
         if overlays:
-            _overlay(image, table[["x", "y"]].to_numpy(), out_dir / "overlays" / f"{file.name}.png",
-                     None if radii is None else table["radius_px"].to_numpy())
+            _overlay(image, points[-1], out_dir / "overlays" / f"{file.name}.png",
+                     None if radii is None else table["radius_px"].to_numpy(), analysis, measured)
     columns = ["image", "landmark", "landmark_name", "x", "y", "peak"] + (["radius_px"] if radii is not None else [])
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     write_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
+    if analysis is not None:
+        names = [t["image"].iloc[0] for t in tables]
+        measurements = (predictor.measure(np.stack(points), names) if points else
+                        pd.DataFrame(columns=[c for n in analysis.names for c in (n, f"{n}_class")]).rename_axis("image"))
+        write_atomic(out_dir / "measurements.csv", measurements.to_csv())
+        table.attrs["measurements_csv"] = str(out_dir / "measurements.csv")
     table.attrs["skipped"] = skipped
     table.attrs["execution"] = predictor.description
     if radii is not None:
@@ -89,11 +104,14 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
     return table
 
 
-def _overlay(image: np.ndarray, pts: np.ndarray, path: Path, radii: np.ndarray | None = None) -> None:
+def _overlay(image: np.ndarray, pts: np.ndarray, path: Path, radii: np.ndarray | None = None,
+             analysis=None, measured: pd.Series | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(6, 6 * image.shape[0] / image.shape[1]))  # no pyplot: safe in notebooks and scripts
     ax = fig.add_subplot()
     ax.imshow(image, cmap="gray")
+    if analysis is not None:
+        _draw_analysis(ax, pts, analysis, measured)
     ax.scatter(pts[:, 0], pts[:, 1], s=14, c="#d62728", edgecolors="k", linewidths=0.4)
     for (x, y), r in zip(pts, radii if radii is not None else []):
         if np.isfinite(r):
@@ -102,3 +120,27 @@ def _overlay(image: np.ndarray, pts: np.ndarray, path: Path, radii: np.ndarray |
         ax.annotate(str(k + 1), (x, y), xytext=(3, 3), textcoords="offset points", color="yellow", fontsize=6)
     ax.axis("off")
     fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+PLANE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#e377c2")
+
+
+def _draw_analysis(ax, pts: np.ndarray, analysis, measured: pd.Series | None) -> None:
+    """The analysis's planes as lines through their two landmarks (extended by a fifth beyond each),
+    named at one end, and each measurement's value and class in a box in the corner."""
+    for (name, a, b), color in zip(analysis.planes, PLANE_COLORS * 4):
+        p, q = pts[a - 1], pts[b - 1]
+        ends = np.array([p - 0.2 * (q - p), q + 0.2 * (q - p)])
+        ax.plot(ends[:, 0], ends[:, 1], color=color, lw=0.9, alpha=0.9)
+        ax.annotate(name, ends[1], color=color, fontsize=6, xytext=(2, -2), textcoords="offset points")
+    if measured is None:
+        return
+    lines = []
+    for m in analysis.measurements:
+        value, cls = measured[m.name], int(measured[f"{m.name}_class"])
+        unit = {"deg": "°", "mm": " mm"}.get(m.unit, "")
+        digits = 2 if m.unit == "ratio" else 1
+        lines.append(f"{m.name} {value:.{digits}f}{unit}  {m.class_names.get(cls, f'class {cls}')}" if np.isfinite(value)
+                     else f"{m.name} not computable")
+    ax.text(0.01, 0.99, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=5.5, color="white",
+            family="monospace", bbox={"facecolor": "black", "alpha": 0.55, "pad": 2, "lw": 0})
