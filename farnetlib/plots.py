@@ -406,3 +406,71 @@ def confusion_matrices(model, title: str = ""):
     for ax in axes.ravel()[len(ms):]:
         ax.axis("off")
     return _finish(fig, title)
+
+
+PLANE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#e377c2")
+
+
+def draw_analysis(ax, pts: np.ndarray, analysis, measured: pd.Series | None) -> None:
+    """A cephalometric analysis (:class:`farnetlib.ceph.Analysis`) on an image axis: its planes as
+    lines through their two landmarks of ``pts`` (``(K, 2)`` px, extended by a fifth beyond each),
+    named at one end, and, where ``measured`` (one row of :func:`farnetlib.ceph.measure`) is given,
+    each measurement's value and class in a box in the upper left corner."""
+    for (name, a, b), color in zip(analysis.planes, PLANE_COLORS * 4):
+        p, q = pts[a - 1], pts[b - 1]
+        ends = np.array([p - 0.2 * (q - p), q + 0.2 * (q - p)])
+        ax.plot(ends[:, 0], ends[:, 1], color=color, lw=0.9, alpha=0.9)
+        ax.annotate(name, ends[1], color=color, fontsize=6, xytext=(2, -2), textcoords="offset points")
+    if measured is None:
+        return
+    lines = []
+    for m in analysis.measurements:
+        value, cls = measured[m.name], int(measured[f"{m.name}_class"])
+        unit = {"deg": "°", "mm": " mm"}.get(m.unit, "")
+        digits = 2 if m.unit == "ratio" else 1
+        lines.append(f"{m.name} {value:.{digits}f}{unit}  {m.class_names.get(cls, f'class {cls}')}" if np.isfinite(value)
+                     else f"{m.name} not computable")
+    ax.text(0.01, 0.99, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=5.5, color="white",
+            family="monospace", bbox={"facecolor": "black", "alpha": 0.55, "pad": 2, "lw": 0})
+
+
+def landmark_sensitivity(table: pd.DataFrame, names: Sequence[str] | None = None, title: str = ""):
+    """Heatmap of :func:`farnetlib.ceph.landmark_sensitivity`: landmarks (rows) x measurements
+    (columns), each column scaled to its own maximum (units differ), the values written in."""
+    shown = table.loc[(table > 0).any(axis=1)]
+    scaled = shown / shown.max(axis=0)
+    fig, ax = plt.subplots(figsize=(1.0 * shown.shape[1] + 2.5, 0.38 * len(shown) + 1.2))
+    labels = [f"{k} {names[k - 1]}" if names else str(k) for k in shown.index]
+    sns.heatmap(scaled, annot=shown.map(lambda v: f"{v:.2g}" if v >= 0.01 else ("0" if v else "")), fmt="", cmap="Reds", cbar=False, ax=ax,
+                yticklabels=labels, annot_kws={"fontsize": 7}, linewidths=0.4, linecolor="white")
+    ax.set(xlabel="measurement", ylabel="landmark moved")
+    ax.grid(False)
+    return _finish(fig, title)
+
+
+def class_flips(flips: pd.DataFrame, analysis, title: str = ""):
+    """:func:`farnetlib.ceph.class_flips` per measurement: the share of noisy copies whose class
+    changes against the true value's distance to the nearest class boundary."""
+    ms = analysis.measurements
+    cols = min(4, len(ms))
+    rows = int(np.ceil(len(ms) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
+    for ax, m in zip(axes.ravel(), ms):
+        sub = flips[flips["measurement"] == m.name]
+        ax.scatter(sub["distance_to_boundary"], 100 * sub["flip_rate"], s=8, alpha=0.6)
+        ax.set(xlabel=f"distance to the nearest boundary ({m.unit})", ylabel="class changed (%)", ylim=(-3, 103),
+               title=f"{m.name}: {100 * (sub['flip_rate'] > 0.5).mean():.0f} % of images flip in most draws")
+        ax.title.set_fontsize(8)
+    for ax in axes.ravel()[len(ms):]:
+        ax.axis("off")
+    return _finish(fig, title)
+
+
+def show_analysis(image: np.ndarray, landmarks: np.ndarray, analysis, measured=None, title: str = ""):
+    """One cephalogram with its landmarks (numbered from 1), the analysis's planes and, where
+    ``measured`` (a row of :func:`farnetlib.ceph.measure`) is given, the values and classes."""
+    fig, ax = plt.subplots(figsize=(7, 7 * image.shape[0] / image.shape[1]))
+    show_landmarks(ax, image, landmarks)
+    draw_analysis(ax, landmarks, analysis, measured)
+    ax.axis("off")
+    return _finish(fig, title)

@@ -16,7 +16,7 @@ from .uncertainty import errors_matrix, format_interval, interval_columns
 
 __all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "group_spread", "backbone_table", "write_table", "paper_layout",
            "inter_observer", "model_vs_observers", "with_units", "spine_table", "curve_references",
-           "clinical_scores", "clinical_table", "clinical_summary"]
+           "clinical_scores", "clinical_table", "clinical_caption", "clinical_summary"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
 
@@ -268,6 +268,14 @@ def clinical_table(model: ClinicalScore, human: ClinicalScore | None = None) -> 
                                          for b, lo, hi in zip(t["bias"], t["loa_lower"], t["loa_upper"])]
     out["ground-truth images per class"] = t["truth_counts"].fillna("")
     return out
+
+
+def clinical_caption(run_name: str, split: str, model: ClinicalScore) -> str:
+    """The caption of a :func:`clinical_table` (one wording wherever the table is written)."""
+    return (f"{run_name}, {split}: the {model.analysis.name} measurements, SCR (%) of the model and of the junior "
+            f"doctor against classes of the {model.table.attrs.get('ground_truth', '')} doctor's landmarks (bootstrap "
+            f"95 % intervals over images; {model.table.attrs.get('coordinates', 'integer')} coordinates), accuracy, "
+            "MAE, bias [limits of agreement] (prediction - truth)")
 
 
 def clinical_summary(rows: dict[str, tuple[dict, ClinicalScore, ClinicalScore | None]], split: str) -> pd.DataFrame:

@@ -30,7 +30,8 @@ test splits with the setting chosen there (beside the plain numbers, never inste
 the protocols, the 2-hour run, the ablation arms) from its ``predictions.csv`` alone (no model):
 the eight measurements of :mod:`farnetlib.ceph`, SCR against the senior doctor's classes beside the
 junior doctor's; one table per run beside its other tables, and one summary row per run in
-``results/clinical/``. It reads the split's annotations (``--root``, default ``../shared/data``).
+``results/clinical/``. It reads the split's annotations (``--root``, default ``../shared/data``),
+then executes the teaching notebook ``07_cephalometric_analysis`` into ``results/clinical/``.
 """
 from __future__ import annotations
 
@@ -246,7 +247,7 @@ def clinical_report(split: str = "test1", results: str = "results", out_dir: str
     ``<out_dir>/<dataset>-<split>`` (one row per run). Nothing is trained or re-predicted."""
     from .engine.runs import load_run
     from .engine.sources import run_source
-    from .reporting import clinical_scores, clinical_summary, clinical_table, write_table
+    from .reporting import clinical_caption, clinical_scores, clinical_summary, clinical_table, write_table
 
     chdir_repo_root()
     folders = sorted(p.parent for p in Path(results).rglob("metrics.json"))
@@ -266,14 +267,14 @@ def clinical_report(split: str = "test1", results: str = "results", out_dir: str
         if folder.parent.name == "pilots" or folder.parent.parent.name == "pilots":
             continue  # pilots are validation-only studies; listed in the summary where they hold the split
         paths += write_table(clinical_table(model, human).round(3), tables, f"clinical-{run['name']}-{split}",
-                             caption=f"{run['name']}, {split}: measurements of {model.table.attrs['analysis']}, SCR (%) "
-                                     f"of the model and of the junior doctor against classes of the "
-                                     f"{model.table.attrs['ground_truth']} doctor's landmarks (bootstrap 95 % "
-                                     "intervals over images), accuracy, MAE, bias [limits of agreement]")
+                             caption=clinical_caption(run["name"], split, model))
     for dataset, by_run in rows.items():
         paths += write_table(clinical_summary(by_run, split).round(3), out_dir, f"{dataset}-{split}",
                              caption=f"{dataset}, {split}: every committed run, landmark error beside the mean SCR "
                                      "of the model and of the junior doctor (classes of the senior doctor's landmarks)")
+    if "isbi2015" in sources:
+        paths.append(run_notebook("07_cephalometric_analysis", out_dir, root=str(sources["isbi2015"].root), split=split,
+                                  out_dir=out_dir))
     return paths
 
 

@@ -129,6 +129,32 @@ def test_train_notebook_on_real_isbi_then_tables(isbi_root, tmp_path):
     run_nb("04_tables_and_figures", tmp_path, runs=[str(tmp_path / "runs" / "isbi-nb")], out_dir=str(tmp_path / "out"))
     per_lm = pd.read_csv(tmp_path / "out" / "tables" / "per_landmark-isbi-nb-test1.csv")
     assert len(per_lm) == 20 and np.isfinite(per_lm["mre"]).all()  # 19 landmarks + all
+    # the clinical section: eight measurements and their mean, the junior doctor beside the model
+    clinical = pd.read_csv(tmp_path / "out" / "tables" / "clinical-isbi-nb-test1.csv", index_col=0)
+    assert list(clinical.index) == ["ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FMA", "MW", "mean"]
+    assert clinical.loc["mean", "SCR junior (%)"] == pytest.approx(75.34, abs=0.01)  # Test1, classes of the senior
+    metrics = json.loads((tmp_path / "runs" / "isbi-nb" / "metrics.json").read_text())["splits"]["test1"]["clinical"]
+    assert metrics["mean_scr_%"] == pytest.approx(clinical.loc["mean", "SCR model (%)"], abs=1e-3)
+    for name in ("clinical_scatter", "confusion"):
+        assert (tmp_path / "out" / "figures" / f"{name}-isbi-nb-test1.png").is_file()
+
+
+def test_cephalometric_teaching_notebook(isbi_root, tmp_path):
+    out = run_nb("07_cephalometric_analysis", tmp_path, root=str(isbi_root), draws=5, out_dir=str(tmp_path / "out"))
+    sensitivity = pd.read_csv(tmp_path / "out" / "tables" / "teaching-sensitivity-test1.csv", index_col=0)
+    assert sensitivity.shape == (19, 8)
+    assert sensitivity.loc[1, "ANB"] < 1e-6 < sensitivity.loc[5, "ANB"]  # S cancels in SNA - SNB; A does not
+    assert sensitivity.loc[[3, 4, 7], "APDI"].max() < 0.01 < sensitivity.loc[17, "APDI"]  # as the notebook says
+    flips = pd.read_csv(tmp_path / "out" / "tables" / "teaching-class_flips-test1.csv", index_col=0)
+    assert ((flips >= 0) & (flips <= 100)).all().all() and len(flips) == 8
+    assert len(list((tmp_path / "out" / "figures").glob("teaching-*.png"))) == 3
+    assert "data not found" not in _rendered(out)[0]
+
+
+def test_cephalometric_teaching_notebook_without_data_says_so(tmp_path):
+    out = run_nb("07_cephalometric_analysis", tmp_path, root=str(tmp_path / "absent"), out_dir=str(tmp_path / "out"))
+    printed = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", []))
+    assert "ISBI 2015 data not found" in printed
 
 
 def test_inside_farnet_notebook_writes_every_figure(tmp_path):

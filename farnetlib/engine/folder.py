@@ -28,6 +28,7 @@ from matplotlib.patches import Circle
 
 from ..data.io import IMAGE_SUFFIXES, DatasetError, read_gray
 from ..inference import Predictor
+from ..plots import draw_analysis
 from ..progress import tqdm
 from ..uncertainty import run_radii
 from .config import ConfigError
@@ -111,7 +112,7 @@ def _overlay(image: np.ndarray, pts: np.ndarray, path: Path, radii: np.ndarray |
     ax = fig.add_subplot()
     ax.imshow(image, cmap="gray")
     if analysis is not None:
-        _draw_analysis(ax, pts, analysis, measured)
+        draw_analysis(ax, pts, analysis, measured)
     ax.scatter(pts[:, 0], pts[:, 1], s=14, c="#d62728", edgecolors="k", linewidths=0.4)
     for (x, y), r in zip(pts, radii if radii is not None else []):
         if np.isfinite(r):
@@ -121,26 +122,3 @@ def _overlay(image: np.ndarray, pts: np.ndarray, path: Path, radii: np.ndarray |
     ax.axis("off")
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
-
-PLANE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#e377c2")
-
-
-def _draw_analysis(ax, pts: np.ndarray, analysis, measured: pd.Series | None) -> None:
-    """The analysis's planes as lines through their two landmarks (extended by a fifth beyond each),
-    named at one end, and each measurement's value and class in a box in the corner."""
-    for (name, a, b), color in zip(analysis.planes, PLANE_COLORS * 4):
-        p, q = pts[a - 1], pts[b - 1]
-        ends = np.array([p - 0.2 * (q - p), q + 0.2 * (q - p)])
-        ax.plot(ends[:, 0], ends[:, 1], color=color, lw=0.9, alpha=0.9)
-        ax.annotate(name, ends[1], color=color, fontsize=6, xytext=(2, -2), textcoords="offset points")
-    if measured is None:
-        return
-    lines = []
-    for m in analysis.measurements:
-        value, cls = measured[m.name], int(measured[f"{m.name}_class"])
-        unit = {"deg": "°", "mm": " mm"}.get(m.unit, "")
-        digits = 2 if m.unit == "ratio" else 1
-        lines.append(f"{m.name} {value:.{digits}f}{unit}  {m.class_names.get(cls, f'class {cls}')}" if np.isfinite(value)
-                     else f"{m.name} not computable")
-    ax.text(0.01, 0.99, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=5.5, color="white",
-            family="monospace", bbox={"facecolor": "black", "alpha": 0.55, "pad": 2, "lw": 0})
