@@ -184,12 +184,20 @@ class DarkDecoder:
     __call__ = decode
 
 
-DECODERS = {"argmax": ArgmaxDecoder, "quadratic": QuadraticDecoder, "dark": DarkDecoder}
+def _spine_ordered():
+    from .spine_codec import OrderedSpineDecoder
+
+    return OrderedSpineDecoder()
+
+
+DECODERS = {"argmax": ArgmaxDecoder, "quadratic": QuadraticDecoder, "dark": DarkDecoder,
+            "spine_ordered": _spine_ordered}
 
 
 def build_decoder(name: str):
-    """A decoder by name: ``argmax`` (the reference code's), ``quadratic`` (sub-pixel, per axis) or
-    ``dark`` (distribution-aware, 2-D)."""
+    """A decoder by name: ``argmax`` (the reference code's), ``quadratic`` (sub-pixel, per axis),
+    ``dark`` (distribution-aware, 2-D) or ``spine_ordered`` (the AASCE spine's vertebrae decoded in
+    order, :mod:`farnetlib.spine_codec`; it needs the spine's vertebra x 4 corner channels)."""
     if name not in DECODERS:
         raise ValueError(f"unknown decoder {name!r}; known decoders: {', '.join(DECODERS)}")
     return DECODERS[name]()

@@ -38,7 +38,10 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["ANGLE_NAMES", "CORNERS", "cobb_angles", "cobb_angles_or_nan", "smape", "normalised_mse", "angle_errors",
-           "vertebra_midlines", "is_s_shaped", "per_vertebra_corner", "angles_from_predictions", "spine_metrics"]
+           "vertebra_midlines", "is_s_shaped", "per_vertebra_corner", "angles_from_predictions", "spine_metrics",
+           "vertebra_mixups", "MIXUP_PX"]
+
+MIXUP_PX = 50.0
 
 ANGLE_NAMES = ("PT", "MT", "TL")
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -151,6 +154,20 @@ def per_vertebra_corner(errors_px: np.ndarray) -> pd.DataFrame:
     return table
 
 
+def vertebra_mixups(pred: np.ndarray, gt: np.ndarray, min_error_px: float = MIXUP_PX) -> np.ndarray:
+    """``(N, K)`` bool: a predicted corner more than ``min_error_px`` off **and** nearer to the same
+    corner of the vertebra above or below than to its own (a vertebra-level mix-up: the network
+    counted wrong), for ``(N, 4 x vertebrae, 2)`` predicted and ground-truth corners."""
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    n, k = pred.shape[:2]
+    p, g = pred.reshape(n, -1, 4, 2), gt.reshape(n, -1, 4, 2)
+    own = np.linalg.norm(p - g, axis=-1)
+    near = np.full_like(own, np.inf)
+    near[:, 1:] = np.minimum(near[:, 1:], np.linalg.norm(p[:, 1:] - g[:, :-1], axis=-1))  # the vertebra above
+    near[:, :-1] = np.minimum(near[:, :-1], np.linalg.norm(p[:, :-1] - g[:, 1:], axis=-1))  # the one below
+    return ((own > min_error_px) & (near < own)).reshape(n, k)
+
+
 def _arrays(predictions: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """ids, predicted and ground-truth ``(N, K, 2)`` points and ``(N, 2)`` image sizes of a split."""
     need = {"id", "landmark", "pred_x", "pred_y", "gt_x", "gt_y", "image_h", "image_w"}
@@ -202,8 +219,10 @@ def spine_metrics(predictions: pd.DataFrame, reference_angles: pd.DataFrame | No
     else:
         gt_a, source = angles[[f"gt_{n}" for n in ANGLE_NAMES]].to_numpy(), "computed from the ground-truth landmarks"
     ok = np.isfinite(pred_a).all(axis=1)
+    mixed = vertebra_mixups(pred, gt)
     out = {"normalised_mse": normalised_mse(pred, gt, hw), "angle_ground_truth": source,
-           "angle_images": int(ok.sum()), "degenerate_angle_images": int((~ok).sum())}
+           "angle_images": int(ok.sum()), "degenerate_angle_images": int((~ok).sum()),
+           "mixup_%": float(100 * mixed.mean()), "mixup_images": int(mixed.any(axis=1).sum())}
     if not ok.any():
         return {**out, "smape_%": float("nan"), **{f"mae_{n}_deg": float("nan") for n in ANGLE_NAMES},
                 **{f"pearson_{n}": float("nan") for n in ANGLE_NAMES}}

@@ -1,0 +1,99 @@
+"""The ordered spine decoder (farnetlib.spine_codec) on synthetic spines whose answer is known:
+straight, strongly curved, and one whose top vertebra lies outside the image."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from farnetlib.heatmaps import GaussianHeatmapEncoder, QuadraticDecoder, build_decoder
+from farnetlib.spine import vertebra_mixups
+from farnetlib.spine_codec import OrderedSpineDecoder, ordered_assignment
+
+H, W, V = 256, 96, 17
+
+
+def spine(curve: float = 0.0) -> np.ndarray:
+    """``(68, 2)`` corners (x, y) of 17 vertebrae in heatmap pixels, top to bottom, corners TL, TR,
+    BL, BR; ``curve``: the lateral amplitude (px) of an S-shaped spine, each vertebra tilted along it."""
+    pts = []
+    for v in range(V):
+        cy = 20 + 13 * v
+        t = (cy - 20) / (13 * (V - 1))
+        cx = W / 2 + curve * np.sin(2 * np.pi * t)
+        slope = curve * 2 * np.pi * np.cos(2 * np.pi * t) / (13 * (V - 1))  # dx/dy of the centre line
+        angle = np.arctan(slope)
+        rot = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+        for dx, dy in ((-10, -4), (10, -4), (-10, 4), (10, 4)):
+            pts.append(np.array([cx, cy]) + rot @ np.array([dx, dy]))
+    return np.array(pts)
+
+
+def heatmaps(points: np.ndarray, confused: dict[int, float] | None = None, absent: tuple[int, ...] = ()) -> torch.Tensor:
+    """68 channels with a unit Gaussian at each corner. ``confused``: vertebra v -> the height of its
+    channels' response at its own corners, while they fire at full height on the vertebra below (the
+    network's miscount); ``absent``: vertebrae outside the image, whose channels fire at 0.4 on the
+    vertebra below only."""
+    enc = GaussianHeatmapEncoder(2.0)
+    own = enc.encode(points, (H, W))
+    maps = own.clone()
+    quads = points.reshape(V, 4, 2)
+    for v, height in (confused or {}).items():
+        below = enc.encode(quads[v + 1], (H, W))
+        maps[4 * v:4 * v + 4] = torch.maximum(height * own[4 * v:4 * v + 4], below)
+    for v in absent:
+        maps[4 * v:4 * v + 4] = 0.4 * enc.encode(quads[v + 1], (H, W))
+    return maps[None]
+
+
+MIXED = {3: 0.6, 8: 0.5, 12: 0.7}  # three vertebrae whose channels fire harder on the vertebra below
+
+
+@pytest.mark.parametrize("curve", [0.0, 30.0])  # straight, and an S curve 30 px to each side (tilts up to 40 deg)
+@pytest.mark.parametrize("mode", ["assign", "peaks"])
+def test_ordered_decoding_undoes_the_miscount_that_per_channel_decoding_makes(curve, mode):
+    truth = spine(curve)
+    maps = heatmaps(truth, MIXED)
+    plain, _ = QuadraticDecoder().decode(maps)
+    assert vertebra_mixups(plain.numpy() * 10, truth[None] * 10).sum() == 4 * len(MIXED)  # at 10x: > 50 px off
+    pts, peak = OrderedSpineDecoder(mode=mode).decode(maps)
+    np.testing.assert_allclose(pts[0].numpy(), truth, atol=0.02)
+    assert peak.shape == (1, 68) and (peak[0] > 0.4).all()
+
+
+def test_a_vertebra_outside_the_image_keeps_its_own_peak_and_the_others_are_exact():
+    truth = spine(15.0)
+    maps = heatmaps(truth, {8: 0.6}, absent=(0,))  # T1 is above the image: its channels echo T2 weakly
+    pts, _ = OrderedSpineDecoder().decode(maps)
+    own, _ = QuadraticDecoder().decode(maps)
+    np.testing.assert_allclose(pts[0, 4:].numpy(), truth[4:], atol=0.02)  # T2 ... L5 in their place
+    np.testing.assert_allclose(pts[0, :4].numpy(), own[0, :4].numpy())  # T1: no candidate of its own
+    # identity from order alone cannot tell which 16 of 17 slots the 16 vertebrae fill: it keeps every own peak
+    peaks, _ = OrderedSpineDecoder(mode="peaks").decode(maps)
+    np.testing.assert_allclose(peaks[0].numpy(), own[0].numpy())
+
+
+def test_ordered_assignment_is_increasing_and_maximal():
+    scores = np.array([[0.9, 0.8, 0.0], [0.0, 1.0, 0.2], [0.0, 0.9, 0.3]])
+    assert ordered_assignment(scores).tolist() == [0, 1, 2]
+    # two slots want candidate 1: the order forces one of them elsewhere or unassigned
+    assert ordered_assignment(np.array([[0.1, 1.0], [0.0, 1.0]])).tolist() == [0, 1]
+    assert ordered_assignment(np.array([[0.0, 1.0], [0.0, 1.0]])).tolist() in ([1, -1], [-1, 1])
+    assert ordered_assignment(np.zeros((3, 0))).tolist() == [-1, -1, -1]
+
+
+def test_the_decoder_is_a_named_decoder_and_refuses_other_layouts():
+    assert build_decoder("spine_ordered").name == "spine_ordered"
+    with pytest.raises(ValueError, match="vertebrae x 4 corners"):
+        OrderedSpineDecoder().decode(torch.zeros(1, 19, 32, 32))
+    with pytest.raises(ValueError, match="mode"):
+        OrderedSpineDecoder(mode="sorted")
+
+
+def test_mixups_are_counted_as_the_issue_defines_them():
+    truth = spine()[None] * 10  # vertebrae 130 px apart
+    pred = truth.copy()
+    pred[0, 8:12] = truth[0, 12:16]  # vertebra 3's corners on vertebra 4
+    pred[0, 20] += 60.0  # 60 px off sideways, nearer its own vertebra: not a mix-up
+    mixed = vertebra_mixups(pred, truth)
+    assert mixed[0].tolist() == [k in range(8, 12) for k in range(68)]
