@@ -367,3 +367,89 @@ def test_12_the_official_isbi_releases_own_duplicates_are_kept_and_said(isbi_roo
 
     found = check_no_leakage({"train": ISBI2015(isbi_root, "train"), "test1": ISBI2015(isbi_root, "test1")})
     assert sorted(found) == ["train 038 = test1 283", "train 144 = test1 173"]
+
+
+# --- issue 39: reliability, round two (numbered as there; each failed before its fix) ----------------
+
+@pytest.mark.parametrize("name", ["..", ".", "../x", "/abs", "a/b", ""])
+def test_39_02_run_names_are_single_folder_names(tmp_path, name):
+    with pytest.raises(ConfigError, match="run_name.*single folder name"):
+        tiny(tmp_path, run_name=name)
+
+
+def test_39_02_a_study_arm_cannot_escape_its_results_folder(tmp_path):
+    from farnetlib.engine.study import load_study
+
+    study = {"study": "s", "base": {**tiny(tmp_path).to_dict(), "run_name": None},
+             "arms": {"ok": {}, "../../escaped_arm": {"seed": 1}}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    with pytest.raises(ConfigError, match="escaped_arm.*single folder name"):
+        load_study(path)
+
+
+def test_39_03_a_symlinked_alias_shares_the_run_folders_lock(tmp_path):
+    from farnetlib.engine.runs import RunLocked, run_lock
+
+    real = tmp_path / "realrun"
+    real.mkdir()
+    (tmp_path / "aliasrun").symlink_to(real)
+    with run_lock(real, "training"):
+        with pytest.raises(RunLocked, match="aliasrun is in use"):
+            with run_lock(tmp_path / "aliasrun", "training"):
+                pass
+
+
+def test_39_05_convert_refuses_to_replace_an_existing_dataset_json(tmp_path):
+    from farnetlib.data.convert import write_generic
+
+    (tmp_path / "dataset.json").write_text('{"name": "mine"}')
+    with pytest.raises(FileExistsError, match="dataset.json exists"):
+        write_generic(tmp_path, [{"image": "a.png", "points": np.zeros((2, 2))}], 2, {"name": "x"})
+    assert json.loads((tmp_path / "dataset.json").read_text()) == {"name": "mine"}
+
+
+@pytest.mark.parametrize("visibility", [5, -1, 2.5])
+def test_39_07_coco_visibility_outside_0_1_2_is_refused(tmp_path, visibility):
+    from farnetlib.data.convert import from_coco
+
+    coco = {"categories": [{"id": 1, "keypoints": ["a", "b"]}], "images": [{"id": 1, "file_name": "a.png"}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "keypoints": [1, 2, 2, 3, 4, visibility]}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    with pytest.raises(DatasetError, match=r"annotation 7, keypoint 1 \(b\): visibility"):
+        from_coco(tmp_path / "coco.json", tmp_path, tmp_path / "out")
+
+
+@pytest.mark.parametrize("values, what", [({"landmark_names": "p0p1p"}, "landmark_names"), ({"spacing": -0.1}, "spacing"),
+                                          ({"radii": "5"}, "radii"), ({"radii": [2, float("inf")]}, "radii"),
+                                          ({"normalise": {"pair": [0, 1], "mm": -50}}, "normalise"),
+                                          ({"test_splits": "test"}, "test_splits")])
+def test_39_07_11_dataset_json_values_are_checked_when_read(tmp_path, values, what):
+    from farnetlib.data.generic import read_dataset_info
+
+    (tmp_path / "dataset.json").write_text(json.dumps(values).replace("Infinity", "1e999"))
+    with pytest.raises(DatasetError, match=rf"dataset.json: '{what}' must be"):
+        read_dataset_info(tmp_path)
+
+
+@pytest.mark.parametrize("override", ["sigma=Infinity", "lr=NaN", "time_limit=1e400"])
+def test_39_07_non_finite_config_values_are_refused(tmp_path, override, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--set", f"results_dir=\"{tmp_path}\"", "epochs=1", override])
+    assert stop.value.code == 2
+    assert "must be a finite number" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_39_08_records_honour_the_umask(tmp_path, umask, mode):
+    import os
+
+    from farnetlib.engine.runs import write_atomic
+
+    old = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "metrics.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == mode

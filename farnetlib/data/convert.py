@@ -32,12 +32,13 @@ __all__ = ["write_generic", "from_coco", "from_builtin", "write_demo_dataset"]
 def write_generic(out_root: str | Path, rows: Sequence[dict], num_landmarks: int, info: dict) -> Path:
     """Write ``landmarks.csv`` and ``dataset.json`` under ``out_root``. Each row: ``image`` (a path),
     ``points`` (K, 2) with NaN for missing, and optionally ``id``, ``split``, ``fold``, ``spacing``.
-    Refuses to replace an existing landmarks.csv."""
+    Refuses to replace an existing landmarks.csv or dataset.json."""
     out = Path(out_root)
     out.mkdir(parents=True, exist_ok=True)
     target = out / LANDMARKS_CSV
-    if target.exists():
-        raise FileExistsError(f"{target} exists; converting would replace it: choose another OUT_ROOT")
+    for existing in (target, out / "dataset.json"):
+        if existing.exists():
+            raise FileExistsError(f"{existing} exists; converting would replace it: choose another OUT_ROOT")
     optional = [c for c in ("id", "split", "fold", "spacing") if any(r.get(c) is not None for r in rows)]
     header = ["image", *optional] + [f"{a}{k}" for k in range(num_landmarks) for a in "xy"]
     buf = io.StringIO()
@@ -80,7 +81,14 @@ def from_coco(annotations: str | Path, images_dir: str | Path, out_root: str | P
         kp = np.asarray(ann.get("keypoints", []), dtype=np.float64)
         if kp.size != 3 * k:
             raise DatasetError(f"{path}: annotation {ann.get('id')} has {kp.size} keypoint values, expected {3 * k}")
-        by_image[ann["image_id"]] = kp.reshape(k, 3)
+        kp = kp.reshape(k, 3)
+        bad = [(j, v) for j, v in enumerate(kp[:, 2]) if v not in (0, 1, 2)]
+        if bad:
+            raise DatasetError(f"{path}: annotation {ann.get('id')}, keypoint {bad[0][0]} ({names[bad[0][0]]}): "
+                               f"visibility {bad[0][1]:g}; COCO allows 0 (not labelled), 1 (labelled, hidden), 2 (visible)")
+        if not np.isfinite(kp[kp[:, 2] > 0, :2]).all():
+            raise DatasetError(f"{path}: annotation {ann.get('id')}: a labelled keypoint has a non-finite coordinate")
+        by_image[ann["image_id"]] = kp
     rows = []
     for image_id, kp in by_image.items():
         pts = kp[:, :2].copy()

@@ -19,6 +19,7 @@ metrics, and counted (``missing_landmarks``), never silently dropped.
 from __future__ import annotations
 
 import csv
+import math
 import io
 import re
 from dataclasses import dataclass, field
@@ -76,11 +77,47 @@ def read_dataset_info(root: str | Path) -> DatasetInfo:
         extra = sorted(set(values) - known) if isinstance(values, dict) else values
         raise DatasetError(f"{path}: unknown key(s) {extra}; known: {sorted(known)}")
     info = DatasetInfo(**values)
-    if info.analysis is not None and not isinstance(info.analysis, str):
-        raise DatasetError(f"{path}: 'analysis' must be a built-in analysis name or a .json file, got {info.analysis!r}")
-    if info.normalise is not None and (set(info.normalise) != {"pair", "mm"} or len(info.normalise["pair"]) != 2):
-        raise DatasetError(f"{path}: 'normalise' must be {{\"pair\": [i, j], \"mm\": distance}}, got {info.normalise}")
+    problem = _info_problem(info)
+    if problem:
+        raise DatasetError(f"{path}: {problem}")
     return info
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _info_problem(info: DatasetInfo) -> str | None:
+    """What is wrong with a dataset.json's values (types, signs, finiteness), or None."""
+    if info.name is not None and not isinstance(info.name, str):
+        return f"'name' must be a string, got {info.name!r}"
+    if info.landmark_names is not None and not _strings(info.landmark_names):
+        return f"'landmark_names' must be a list of strings, one per landmark, got {info.landmark_names!r}"
+    if info.spacing is not None and not (_positive(info.spacing) or (
+            isinstance(info.spacing, list) and len(info.spacing) == 2 and all(map(_positive, info.spacing)))):
+        return f"'spacing' must be a positive number of mm per pixel or [sx, sy], got {info.spacing!r}"
+    if info.normalise is not None and not (isinstance(info.normalise, dict) and set(info.normalise) == {"pair", "mm"}
+                                           and isinstance(info.normalise["pair"], list) and len(info.normalise["pair"]) == 2
+                                           and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                   for i in info.normalise["pair"])
+                                           and _positive(info.normalise["mm"])):
+        return f"'normalise' must be {{\"pair\": [i, j], \"mm\": distance}} (0-based landmarks, mm > 0), got {info.normalise!r}"
+    if info.test_splits is not None and not _strings(info.test_splits):
+        return f"'test_splits' must be a list of split names, got {info.test_splits!r}"
+    if info.radii is not None and not (isinstance(info.radii, list) and info.radii and all(map(_positive, info.radii))):
+        return f"'radii' must be a list of positive numbers (SDR radii), got {info.radii!r}"
+    if not isinstance(info.ground_truth, str):
+        return f"'ground_truth' must be a string, got {info.ground_truth!r}"
+    if not (isinstance(info.known_duplicates, list) and all(
+            isinstance(d, list) and len(d) == 4 and all(isinstance(v, str) for v in d) for d in info.known_duplicates)):
+        return f"'known_duplicates' must be a list of [split, id, split, id], got {info.known_duplicates!r}"
+    if info.analysis is not None and not isinstance(info.analysis, str):
+        return f"'analysis' must be a built-in analysis name or a .json file, got {info.analysis!r}"
+    return None
 
 
 @dataclass

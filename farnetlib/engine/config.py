@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -29,7 +31,7 @@ from .precision import PRECISIONS
 from .runs import write_atomic
 
 __all__ = ["TrainConfig", "ConfigError", "SECTIONS", "RESUMABLE_FIELDS", "read_json_config", "apply_overrides",
-           "compose_config"]
+           "compose_config", "is_single_name"]
 
 # The fields in sections (the flat JSON of every committed config and run folder stays as it is).
 # What may change between a run's stretches follows from them: paths, runtime and evaluation options
@@ -142,6 +144,10 @@ class TrainConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
 
+        for f in fields(self):  # Infinity / NaN slip through comparisons and are not JSON
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f.name, "must be a finite number")
         if self.dataset not in DATASETS:
             raise bad("dataset", f"must be one of {list(DATASETS)} ('csv': your own images and landmarks.csv)")
         if DATASETS[self.dataset].needs_root and not self.root:
@@ -231,6 +237,8 @@ class TrainConfig:
             raise bad("decoder_width", "must be > 0 (1 = the paper's decoder)")
         if self.fine_head_width is not None and int(self.fine_head_width) < 1:
             raise bad("fine_head_width", "must be >= 1 or None (the reference width)")
+        if self.run_name is not None and not is_single_name(self.run_name):
+            raise bad("run_name", "must be a single folder name (no '/', not '.' or '..'): runs stay inside results_dir")
 
     @property
     def splits_to_test(self) -> list[str]:
@@ -294,6 +302,11 @@ class TrainConfig:
             return cls.from_dict(read_json_config(path))
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
+
+
+def is_single_name(name: str) -> bool:
+    """True for a name that is one path component: not empty, ``.`` or ``..``, no separator, no NUL."""
+    return bool(name) and name not in (".", "..") and "/" not in name and os.sep not in name and "\0" not in name
 
 
 def apply_overrides(values: dict, overrides: dict) -> dict:

@@ -43,6 +43,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode a plain open() would
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
@@ -50,6 +51,12 @@ def atomic_path(path: str | Path):
             raise OSError(errno.ENOSPC, f"no space left on device writing {path} "
                                         f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free)") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -79,8 +86,10 @@ class RunRecordError(ValueError):
 def run_lock(run_dir: str | Path, what: str):
     """Hold ``.<run name>.lock`` beside the run folder (an advisory ``flock``, released when the
     process ends, even by kill -9) while ``what`` writes the folder; a second holder is refused
-    with the first one's pid. Beside, not inside: a start that fails validation creates no folder."""
-    run_dir = Path(run_dir)
+    with the first one's pid. Beside, not inside: a start that fails validation creates no folder.
+    The lock belongs to the resolved folder: a symlinked alias of a run folder shares its lock."""
+    shown = Path(run_dir)
+    run_dir = shown.resolve()
     path = run_dir.parent / f".{run_dir.name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -89,7 +98,7 @@ def run_lock(run_dir: str | Path, what: str):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise RunLocked(f"run folder {run_dir} is in use by {holder}; wait until it ends") from None
+            raise RunLocked(f"run folder {shown} is in use by {holder}; wait until it ends") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} ({what})".encode(), 0)
         yield
