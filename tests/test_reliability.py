@@ -453,3 +453,35 @@ def test_39_08_records_honour_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == mode
+
+
+def test_39_01_a_run_is_tied_to_its_data(tmp_path):
+    """A config without run_name on other data gets another folder (not "finished"); a named run
+    stopped on dataset A refuses to resume on dataset B; the same data moved elsewhere resumes."""
+    from farnetlib.data.convert import write_demo_dataset
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_demo_dataset(a, 10, 4, (96, 80), seed=0)
+    write_demo_dataset(b, 10, 4, (96, 80), seed=1)
+    unnamed = tiny(tmp_path / "runs", dataset="csv", root=str(a), epochs=1, val_count=2)
+    first = train(unnamed, progress=False)
+    second = train(replace_cfg(unnamed, root=str(b)), progress=False)
+    assert first != second and (second / "metrics.json").is_file()
+    assert json.loads((first / "data.json").read_text())["sha256"] != json.loads((second / "data.json").read_text())["sha256"]
+
+    named = tiny(tmp_path / "runs", dataset="csv", root=str(a), epochs=2, val_count=2, run_name="named")
+    run_dir = train(named, progress=False, stop_after_epochs=1)
+    with pytest.raises(ConfigError, match="was trained on other data"):
+        train(replace_cfg(named, root=str(b)), progress=False)
+    moved = tmp_path / "moved"
+    shutil.copytree(a, moved)
+    assert train(replace_cfg(named, root=str(moved)), progress=False) == run_dir  # same data, new place
+    assert (run_dir / "metrics.json").is_file()
+    with pytest.raises(ConfigError, match="was trained on other data"):  # nor "finished" on other data
+        train(replace_cfg(named, root=str(b)), progress=False)
+
+
+def replace_cfg(cfg: TrainConfig, **changes) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(cfg, **changes)

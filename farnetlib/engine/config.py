@@ -272,16 +272,19 @@ class TrainConfig:
             raise KeyError(f"unknown section {name!r}; sections: {list(SECTIONS)}")
         return {f: getattr(self, f) for f in SECTIONS[name]}
 
-    def default_run_name(self) -> str:
+    def default_run_name(self, data_sha256: str | None = None) -> str:
         """The run folder's name when ``run_name`` is None: dataset, backbone, seed and a hash of
         every field that changes what is trained, so that the same command finds (and resumes) the
-        same folder and another config gets another one."""
+        same folder and another config gets another one; with ``data_sha256`` (training does: the
+        data's identity, :func:`farnetlib.engine.sources.data_identity`) also its first 8 digits,
+        so that the same config on other data gets another folder."""
         trained = {k: v for k, v in sorted(self.to_dict().items()) if k not in RESUMABLE_FIELDS
                    and not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}  # names from before a field stay the same
         trained.update(_legacy_option_fields(self.dataset, trained.pop("dataset_options")))
         trained["reference_0_255"] = trained.pop("intensity_range") == "0-255"  # and from before the rename
         digest = hashlib.sha1(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{self.dataset}-{self.backbone}-s{self.seed}-{digest}"
+        name = f"{self.dataset}-{self.backbone}-s{self.seed}-{digest}"
+        return f"{name}-d{data_sha256[:8]}" if data_sha256 else name
 
     def save(self, path: str | Path) -> None:
         write_atomic(path, json.dumps(self.to_dict(), indent=2))

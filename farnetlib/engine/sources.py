@@ -4,6 +4,8 @@ Both read the dataset's description in :mod:`farnetlib.data.registry`; nothing h
 dataset by name."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from ..data import LandmarkSource
 from ..data.registry import default_data_root, get_dataset
 from .config import TrainConfig
 
-__all__ = ["build_source", "run_source", "carve_validation", "validation_split", "describe_ground_truth"]
+__all__ = ["build_source", "run_source", "carve_validation", "validation_split", "describe_ground_truth",
+           "data_identity", "config_data_identity"]
 
 
 def build_source(cfg: TrainConfig, split: str) -> LandmarkSource:
@@ -55,3 +58,18 @@ def describe_ground_truth(cfg: TrainConfig) -> dict:
     """What every reported number must carry: dataset, ground truth, spacing, unit and SDR radii."""
     return {"dataset": cfg.dataset, "input_size_hw": list(cfg.input_size), "decoder": cfg.decoder,
             **get_dataset(cfg.dataset).describe(cfg), "radii": cfg.radii}
+
+
+def data_identity(source: LandmarkSource) -> dict:
+    """What a run was trained on, independent of where the data lies: the training split's image
+    count and a SHA-256 over its ids, image file names and landmarks (to 1e-4 px). The same data
+    moved to another folder keeps its identity; other labels or other images do not."""
+    h = hashlib.sha256()
+    h.update(json.dumps([source.name, list(map(str, source.ids)), [Path(p).name for p in source.image_paths]]).encode())
+    h.update(np.ascontiguousarray(np.round(np.asarray(source.landmarks, dtype=np.float64), 4)).tobytes())
+    return {"dataset": source.name, "images": len(source), "sha256": h.hexdigest()}
+
+
+def config_data_identity(cfg: TrainConfig) -> dict:
+    """:func:`data_identity` of the training split ``cfg`` names (its label files are read; images are not)."""
+    return data_identity(build_source(cfg, get_dataset(cfg.dataset).train_split))

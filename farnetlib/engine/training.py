@@ -36,6 +36,7 @@ from .precision import allocator, make_scaler, to_layout
 from .autotune import choose_execution, save_execution
 from .runs import atomic_path, environment, read_json_record, run_lock, write_atomic
 from .schedule import build_schedule
+from .sources import config_data_identity, data_identity
 from .steps import LOSS_KEYS, StepContext, make_codecs, train_step
 from .stopping import StopControl, Stretches
 
@@ -67,29 +68,36 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Tr
     stop = StopControl(cfg.time_limit, prior_history=prior_history)
     try:
         seed_everything(cfg.seed)
+        identity = None
         if run_dir is None:
-            run_dir = Path(cfg.results_dir) / (cfg.run_name or cfg.default_run_name())
+            if cfg.run_name is None:  # the default name carries the data's identity
+                identity = config_data_identity(cfg)
+            run_dir = Path(cfg.results_dir) / (cfg.run_name or cfg.default_run_name(identity["sha256"]))
         run_dir = Path(run_dir)
         lock = run_lock(run_dir, f"farnet train, since {time.strftime('%H:%M')}") if proc.main else nullcontext()
         with lock:
-            return _train_locked(cfg, run_dir, resume, stop_after_epochs, progress, proc, stop, execution_from)
+            return _train_locked(cfg, run_dir, resume, stop_after_epochs, progress, proc, stop, execution_from,
+                                 identity)
     finally:
         stop.restore()
         teardown_process(proc)
 
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epochs: int | None, progress: bool,
-                  proc: Process, stop: StopControl, execution_from: Path | None = None) -> Path:
+                  proc: Process, stop: StopControl, execution_from: Path | None = None,
+                  identity: dict | None = None) -> Path:
     """:func:`train` once the run folder is this process's: validate everything, then write and train."""
     stretches = None
     epoch, phase = 0, "the start"
     try:
         _check_run_dir(cfg, run_dir, resume)  # before anything is built or written
+        if resume:
+            identity = _check_same_data(cfg, run_dir, identity)
         if resume and _already_finished(run_dir, cfg, proc, progress):
             return run_dir
         data = build_train_data(cfg, proc, progress)
         trainer = _Trainer(cfg, data, proc, run_dir, execution_from)
-        _write_run_records(cfg, run_dir, proc, resume, trainer)  # the folder exists from here on
+        _write_run_records(cfg, run_dir, proc, resume, trainer, identity or data_identity(data.source))
         start, best, history = _resume(trainer, run_dir, proc, progress) if resume else (0, math.inf, [])
         stretches = Stretches(run_dir, start, trainer.execution_record(), write=proc.main)
         for epoch in range(start, cfg.epochs):
@@ -174,6 +182,9 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 # --- run folder and resume -------------------------------------------------------------------------
 
+DATA_RECORD = "data.json"  # the identity of the training data (engine.sources.data_identity)
+
+
 def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     """Refuse, before anything is written, what would overwrite results or mix two configs."""
     if not resume and (run_dir / "metrics.json").is_file():
@@ -183,12 +194,30 @@ def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
         _check_resume_config(run_dir, cfg)
 
 
-def _write_run_records(cfg: TrainConfig, run_dir: Path, proc: Process, resume: bool, trainer: _Trainer) -> None:
+def _check_same_data(cfg: TrainConfig, run_dir: Path, identity: dict | None) -> dict | None:
+    """A run folder that records its data (``data.json``) is resumed, or called finished, only on
+    the same data (the same labels and images; the folder they lie in may change). Returns the
+    identity where it had to be computed."""
+    path = run_dir / DATA_RECORD
+    if not path.is_file():
+        return identity
+    recorded = read_json_record(path)
+    identity = identity or config_data_identity(cfg)
+    if recorded.get("sha256") != identity["sha256"]:
+        raise ConfigError(f"run folder {run_dir} was trained on other data ({recorded.get('images')} training images, "
+                          f"data {str(recorded.get('sha256'))[:8]}; this config's: {identity['images']}, "
+                          f"{identity['sha256'][:8]}): use a new run_name, or point root at the data it was trained on")
+    return identity
+
+
+def _write_run_records(cfg: TrainConfig, run_dir: Path, proc: Process, resume: bool, trainer: _Trainer,
+                       identity: dict) -> None:
     """Rank 0 creates the folder and writes this stretch's config, environment and execution
-    options (a finished run never gets here: :func:`_check_run_dir` or :func:`_already_finished`
-    stopped it, so its records stay read-only)."""
+    options, and the data's identity (a finished run never gets here: :func:`_check_run_dir` or
+    :func:`_already_finished` stopped it, so its records stay read-only)."""
     if proc.main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / DATA_RECORD, json.dumps(identity, indent=2))
         cfg.save(run_dir / "config.json")
         _write_environment(run_dir / "environment.json", proc, cfg.seed, keep_previous=resume)
         save_execution(trainer.execution, run_dir)
