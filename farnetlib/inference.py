@@ -24,6 +24,7 @@ image (:mod:`farnetlib.ceph`, from the sub-pixel predictions) and ``predict`` at
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -181,14 +182,20 @@ def _load_run_model(run_dir: Path):
 def export_run(run_dir: str | Path, format: str = "onnx", out_dir: str | Path | None = None,
                input_size: tuple[int, int] | None = None, opset: int = 17) -> Path:
     """Export a run's selected model; returns the model file (``model.onnx`` or ``model.xml``) in
-    ``out_dir`` (default ``<run>/export/``), with ``preprocess.json`` beside it. The batch axis is
-    dynamic; ``input_size`` (H, W) exports another input size of the fully convolutional model."""
+    ``out_dir`` (default ``<run>/export/``, the folder the run's own backends use; at another input
+    size ``<run>/export-<H>x<W>/``), with ``preprocess.json`` beside it, which records what the
+    export was made from (input size, the checkpoint's SHA-256, format). The batch axis is dynamic;
+    ``input_size`` (H, W) exports another input size of the fully convolutional model."""
     run_dir = Path(run_dir)
     model, cfg, pre = _load_run_model(run_dir)
     model = model.to(memory_format=torch.contiguous_format)
     if input_size is not None:
         pre.input_size = (int(input_size[0]), int(input_size[1]))
-    out = Path(out_dir) if out_dir is not None else (run_dir if run_dir.is_dir() else run_dir.parent) / "export"
+    pre.source["checkpoint_sha256"] = _sha256(selected_checkpoint(run_dir))
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    own_size = tuple(pre.input_size) == tuple(cfg.input_size)
+    out = Path(out_dir) if out_dir is not None else folder / (
+        "export" if own_size else f"export-{pre.input_size[0]}x{pre.input_size[1]}")
     out.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, 3, *pre.input_size)
     graph = _FineOnly(model).eval()
@@ -349,12 +356,45 @@ def heatmap_backend(run_dir: str | Path, backend: str, precision: str = "fp32", 
     fmt = "onnx" if backend == "onnxruntime" else "openvino"
     folder = (run_dir if run_dir.is_dir() else run_dir.parent) / "export"
     path = folder / ("model.onnx" if fmt == "onnx" else "model.xml")
-    if not path.is_file() or path.stat().st_mtime < selected_checkpoint(run_dir).stat().st_mtime:
+    if not _export_matches(path, run_dir):
         _require(backend)
         path = export_run(run_dir, fmt, out_dir=folder)
-    # an up-to-date export serves alone: the checkpoint is not read again
-    return make_backend(backend, export_path=path, precision=precision, threads=threads), Preprocess.load(
-        folder / "preprocess.json")
+    # an export made from this checkpoint at the run's input size serves alone: the checkpoint is not loaded
+    try:
+        impl = make_backend(backend, export_path=path, precision=precision, threads=threads)
+    except Exception:  # a damaged model file (truncated by a kill or a full disk): export again, once
+        path = export_run(run_dir, fmt, out_dir=folder)
+        impl = make_backend(backend, export_path=path, precision=precision, threads=threads)
+    return impl, Preprocess.load(folder / "preprocess.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _export_matches(model_file: Path, run_dir: Path) -> bool:
+    """True where ``model_file`` and its ``preprocess.json`` were exported from the run's selected
+    checkpoint at the run's own input size (an export at another size, of another checkpoint, or
+    made before exports recorded their checkpoint, is not the run's)."""
+    if not model_file.is_file() or (model_file.suffix == ".xml" and not model_file.with_suffix(".bin").is_file()):
+        return False
+    try:
+        pre = Preprocess.load(model_file.parent / "preprocess.json")
+    except (OSError, ValueError, TypeError):
+        return False
+    if pre.source.get("checkpoint_sha256") != _sha256(selected_checkpoint(run_dir)):
+        return False
+    config = (run_dir if run_dir.is_dir() else run_dir.parent.parent) / "config.json"
+    if config.is_file():
+        from .engine.runs import read_json_record
+
+        size = read_json_record(config).get("input_size")
+        return size is None or tuple(size) == tuple(pre.input_size)
+    return True
 
 
 # --- the Predictor ----------------------------------------------------------------------------------

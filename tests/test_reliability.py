@@ -485,3 +485,27 @@ def replace_cfg(cfg: TrainConfig, **changes) -> TrainConfig:
     from dataclasses import replace
 
     return replace(cfg, **changes)
+
+
+def test_39_04_an_export_at_another_size_never_takes_over_the_run(tiny_run_copy, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from farnetlib.inference import Predictor, export_run
+
+    run_dir = tiny_run_copy
+    image = (np.random.default_rng(0).random((96, 80)) * 255).astype(np.uint8)
+    eager = Predictor.from_run(run_dir, backend="torch").predict_arrays([image])[0]
+    other = export_run(run_dir, "onnx", input_size=(96, 96))
+    assert other.parent.name == "export-96x96"
+    assert json.loads((other.parent / "preprocess.json").read_text())["source"]["checkpoint_sha256"]
+    served = Predictor.from_run(run_dir, backend="onnxruntime").predict_arrays([image])[0]
+    assert np.abs(served - eager).max() < 0.01  # the run's own size, not the 96-px export
+    # an export written into the run's own folder at another size (as before) is replaced, not used
+    export_run(run_dir, "onnx", out_dir=run_dir / "export", input_size=(96, 96))
+    served = Predictor.from_run(run_dir, backend="onnxruntime").predict_arrays([image])[0]
+    assert np.abs(served - eager).max() < 0.01
+    assert json.loads((run_dir / "export" / "preprocess.json").read_text())["input_size"] == [64, 64]
+    # a truncated model file is exported again
+    model = run_dir / "export" / "model.onnx"
+    model.write_bytes(model.read_bytes()[:1000])
+    served = Predictor.from_run(run_dir, backend="onnxruntime").predict_arrays([image])[0]
+    assert np.abs(served - eager).max() < 0.01
