@@ -158,9 +158,10 @@ def test_07_evaluation_fields_and_paths_may_change_on_resume(tmp_path):
     train(cfg, stop_after_epochs=1, progress=False)
     moved = shutil.copytree(root, tmp_path / "elsewhere")
     changed = TrainConfig.from_dict({**cfg.to_dict(), "root": str(moved), "decoder": "argmax", "eval_batch_size": 3,
-                                     "test_splits": ["test1", "test2"]})
+                                     "test_splits": None})  # the dataset's default list: test1 and test2
     run = load_run(train(changed, progress=False))
     assert len(run["history"]) == 2 and "test2" in run["metrics"]["skipped"]  # absent here: skipped, said why
+    # (a split the config names itself must open: issue 39, test_39_10)
 
 
 def test_08_a_failed_start_leaves_no_folder_that_blocks_the_corrected_command(tmp_path):
@@ -509,3 +510,83 @@ def test_39_04_an_export_at_another_size_never_takes_over_the_run(tiny_run_copy,
     model.write_bytes(model.read_bytes()[:1000])
     served = Predictor.from_run(run_dir, backend="onnxruntime").predict_arrays([image])[0]
     assert np.abs(served - eager).max() < 0.01
+
+
+def test_39_06_exif_orientation_is_applied_and_verify_says_so(tmp_path):
+    from farnetlib.data.convert import write_demo_dataset
+    from farnetlib.data.generic import CsvLandmarks, inspect_csv
+    from farnetlib.data.io import read_gray
+
+    stored = (np.arange(40 * 30) % 251).astype(np.uint8).reshape(40, 30)  # 30 wide, 40 tall as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(stored).save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=100)
+    shown = read_gray(tmp_path / "turned.jpg")
+    assert shown.shape == (30, 40)  # as viewers show it
+    root = tmp_path / "set"
+    write_demo_dataset(root, 6, 3, (96, 80))
+    first = sorted((root / "images").iterdir())[0]
+    im = Image.open(first)
+    im.load()
+    im.save(first, exif=exif.tobytes())
+    findings = inspect_csv(root)
+    assert any("carries EXIF orientation 6" in f and first.name in f for f in findings)
+    source = CsvLandmarks(root, "train", outside="keep")
+    i = [p.name for p in source.image_paths].index(first.name)
+    assert source.image_hw(i) == source.read_image(i).shape == (80, 96)  # header size follows the turn
+
+
+def test_39_09_images_outside_the_dataset_folder_need_an_opt_in(tmp_path):
+    from farnetlib.data.convert import write_demo_dataset
+    from farnetlib.data.generic import CsvLandmarks, inspect_csv
+
+    root = tmp_path / "set"
+    write_demo_dataset(root, 6, 3, (96, 80))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    table = pd.read_csv(root / "landmarks.csv")
+    secret = outside / "secret.png"
+    shutil.copy(root / table.loc[0, "image"], secret)
+    for cell in ("../outside/secret.png", str(secret)):
+        table.loc[0, "image"] = cell
+        table.to_csv(root / "landmarks.csv", index=False)
+        with pytest.raises(DatasetError, match="lies outside the dataset folder"):
+            CsvLandmarks(root, "train")
+        assert any("lies outside the dataset folder" in f for f in inspect_csv(root))
+    info = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").write_text(json.dumps({**info, "images_outside_root": True}))
+    assert CsvLandmarks(root, "train").image_paths[0].resolve() == secret.resolve()
+
+
+def test_39_10_a_damaged_or_named_but_absent_test_split_fails_before_training(tmp_path):
+    root = isbi_copy(tmp_path / "isbi")
+    bad = root / "AnnotationsByMD" / "400_senior" / "010.txt"  # a Test1 annotation file (8 training images first)
+    bad.write_text("12,oops\n" + "\n".join(bad.read_text().splitlines()[1:]) + "\n")
+    with pytest.raises(DatasetError, match=r"test split .test1. is damaged: .*010.txt:1"):
+        train(isbi_cfg(tmp_path, root), progress=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("history.csv"))
+    good = isbi_copy(tmp_path / "isbi2")
+    with pytest.raises(DatasetError, match="test split 'test2' named in test_splits cannot be opened"):
+        train(isbi_cfg(tmp_path, good, test_splits=["test1", "test2"]), progress=False)
+    run_dir = train(isbi_cfg(tmp_path, good, test_splits=None, run_name="defaults"), progress=False)
+    assert "test2" in json.loads((run_dir / "metrics.json").read_text())["skipped"]  # the default list: absent is fine
+
+
+def test_39_12_an_image_too_large_to_decode_is_skipped_and_listed(tiny_run, tmp_path, monkeypatch):
+    from farnetlib.engine.folder import predict_folder
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / "ok.png")
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(folder / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # 300 x 300 is then a decompression bomb
+    table = predict_folder(tiny_run, folder, tmp_path / "out", overlays=False, backend="torch", coverage=None)
+    assert set(table["image"]) == {"ok.png"}
+    assert [Path(f).name for f, _ in table.attrs["skipped"]] == ["huge.png"]
+    assert "too large to decode" in table.attrs["skipped"][0][1]
+
+
+def test_39_15_test_splits_must_be_a_list(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--set", f"results_dir=\"{tmp_path}\"", "test_splits=\"test1\""])
+    assert stop.value.code == 2 and "'test_splits' = 'test1': must be a list" in capsys.readouterr().err

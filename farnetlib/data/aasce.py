@@ -25,7 +25,7 @@ import scipy.io
 
 from ..spine import CORNERS
 from .base import LandmarkSource
-from .io import DatasetError
+from .io import DatasetError, SplitAbsent
 
 __all__ = ["AASCESpine", "read_spine_mat"]
 
@@ -66,7 +66,7 @@ class AASCESpine(LandmarkSource):
         self.split = split
         label_dir = self.root / "labels" / split
         if not label_dir.is_dir():
-            raise DatasetError(f"AASCE {split}: label folder not found: {label_dir}")
+            raise SplitAbsent(f"AASCE {split}: label folder not found: {label_dir}")
         labels = sorted(label_dir.glob("*.mat"))
         if not labels:
             raise DatasetError(f"AASCE {split}: no .mat label files in {label_dir}")

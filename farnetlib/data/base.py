@@ -9,7 +9,7 @@ import numpy as np
 
 from PIL import Image, UnidentifiedImageError
 
-from .io import DatasetError, read_gray
+from .io import DatasetError, oriented_size, read_gray
 
 __all__ = ["Sample", "LandmarkSource", "check_inside", "points_outside", "OUTSIDE_POLICIES"]
 
@@ -66,7 +66,8 @@ class LandmarkSource:
         path = self.image_paths[i]
         try:
             with Image.open(path) as im:
-                return im.size[1], im.size[0]
+                w, h = oriented_size(im)
+                return h, w
         except FileNotFoundError:
             raise DatasetError(f"image file not found: {path}") from None
         except (UnidentifiedImageError, OSError) as err:

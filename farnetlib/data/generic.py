@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import LandmarkSource, points_outside
-from .io import IMAGE_SUFFIXES, DatasetError, read_json
+from .io import IMAGE_SUFFIXES, DatasetError, SplitAbsent, exif_orientation, oriented_size, read_json
 from .spacing import spacing_from_reference
 
 __all__ = ["CsvLandmarks", "DatasetInfo", "read_dataset_info", "inspect_csv", "CsvReport", "CsvTable", "LANDMARKS_CSV"]
@@ -53,7 +53,9 @@ class DatasetInfo:
     itself holds (kept and recorded; any other copy across splits is refused as test leakage).
     ``analysis``: the cephalometric analysis of the landmarks (:mod:`farnetlib.ceph`): a built-in
     name (``"isbi2015"``: the 19 ISBI landmarks in their order) or a JSON file relative to ROOT;
-    evaluation and ``farnet predict`` then give its measurements (needs a fixed ``spacing``)."""
+    evaluation and ``farnet predict`` then give its measurements (needs a fixed ``spacing``).
+    ``images_outside_root``: ``true`` lets image cells point outside ROOT (``../x.png``, absolute
+    paths); by default such a row is refused, so that a table cannot make training read any file."""
 
     name: str | None = None
     landmark_names: list[str] | None = None
@@ -64,6 +66,7 @@ class DatasetInfo:
     ground_truth: str = "annotations in landmarks.csv"
     known_duplicates: list[list[str]] = field(default_factory=list)
     analysis: str | None = None
+    images_outside_root: bool = False
 
 
 def read_dataset_info(root: str | Path) -> DatasetInfo:
@@ -81,6 +84,11 @@ def read_dataset_info(root: str | Path) -> DatasetInfo:
     if problem:
         raise DatasetError(f"{path}: {problem}")
     return info
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """True where ``path`` (symlinks resolved) lies under ``root``."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
 def _positive(value) -> bool:
@@ -117,6 +125,8 @@ def _info_problem(info: DatasetInfo) -> str | None:
         return f"'known_duplicates' must be a list of [split, id, split, id], got {info.known_duplicates!r}"
     if info.analysis is not None and not isinstance(info.analysis, str):
         return f"'analysis' must be a built-in analysis name or a .json file, got {info.analysis!r}"
+    if not isinstance(info.images_outside_root, bool):
+        return f"'images_outside_root' must be true or false, got {info.images_outside_root!r}"
     return None
 
 
@@ -240,14 +250,21 @@ def inspect_csv(root: str | Path, file: str = LANDMARKS_CSV, decode: bool = True
         if not image.is_file():
             findings.append(f"{table.path}:{r['line']}: image not found: {image}")
             continue
+        if not _inside(root, image) and not info.images_outside_root:
+            findings.append(f"{table.path}:{r['line']}: image {r['image']} lies outside the dataset folder {root} "
+                            "(allowed only with \"images_outside_root\": true in dataset.json)")
         try:
             with Image.open(image) as im:
-                w, h = im.size
+                w, h = oriented_size(im)
+                turned = exif_orientation(im)
                 if decode:
                     im.load()
         except Exception as err:  # noqa: BLE001 - every decoder error is a finding about this file
             findings.append(f"{table.path}:{r['line']}: unreadable image {image}: {err}")
             continue
+        if turned != 1:
+            findings.append(f"{table.path}:{r['line']}: image {r['image']} carries EXIF orientation {turned}: it is read "
+                            f"turned as viewers show it ({w} x {h}); its landmarks must be in that frame")
         pts = r["points"]
         for k in np.flatnonzero(points_outside(pts, (h, w))):
             findings.append(f"{table.path}:{r['line']}: landmark {k} at ({pts[k, 0]:.1f}, {pts[k, 1]:.1f}) lies "
@@ -296,6 +313,11 @@ class CsvLandmarks(LandmarkSource):
         self.num_landmarks = table.num_landmarks
         self.landmark_names = self.info.landmark_names
         rows = self._select(table)
+        escaped = [r for r in rows if not _inside(self.root, self.root / r["image"])]
+        if escaped and not self.info.images_outside_root:
+            raise DatasetError(f"{table.path}:{escaped[0]['line']}: image {escaped[0]['image']} lies outside the dataset "
+                               f"folder {self.root} ({len(escaped)} such row(s)); allow it with "
+                               "\"images_outside_root\": true in dataset.json")
         present = [(self.root / r["image"]).is_file() for r in rows]
         self.missing_ids = [r["id"] for r, ok in zip(rows, present) if not ok]
         if self.missing_ids and missing == "raise":
@@ -325,7 +347,7 @@ class CsvLandmarks(LandmarkSource):
             return [r for r in table.rows if (r["fold"] == self.fold) == (self.split == "test")]
         splits = table.splits()
         if self.split not in splits:
-            raise DatasetError(f"{table.path}: no rows of split {self.split!r}; splits: {splits}")
+            raise SplitAbsent(f"{table.path}: no rows of split {self.split!r}; splits: {splits}")
         wanted = {"train", "val"} if self.split == "train" else {self.split}
         return [r for r in table.rows if r["split"] in wanted]
 

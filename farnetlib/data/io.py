@@ -6,15 +6,39 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DatasetError", "read_json", "read_gray", "read_points_txt", "find_image", "sha256_file", "IMAGE_SUFFIXES"]
+__all__ = ["DatasetError", "SplitAbsent", "read_json", "read_gray", "read_points_txt", "find_image", "sha256_file",
+           "IMAGE_SUFFIXES", "exif_orientation", "oriented_size"]
 
 IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 
 class DatasetError(ValueError):
     """Bad or missing dataset content; the message names the file (and line where there is one)."""
+
+
+class SplitAbsent(DatasetError):
+    """A split that this copy of the dataset does not hold at all (its folder or rows are absent, as
+    ISBI Test2 in ours), as opposed to one that is there but damaged."""
+
+
+# EXIF orientations 5-8 turn the image by 90 degrees: its stored width and height swap on display
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """The image's EXIF orientation tag (1 = as stored; 2-8 = mirrored and/or rotated for display)."""
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except (ValueError, TypeError, SyntaxError):
+        return 1
+
+
+def oriented_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) of an open image as viewers show it (its EXIF orientation applied)."""
+    w, h = im.size
+    return (h, w) if exif_orientation(im) in _QUARTER_TURNS else (w, h)
 
 
 def read_json(path: str | Path, error: type[Exception] = DatasetError, what: str = "file"):
@@ -49,10 +73,12 @@ def find_image(folder: Path, stem: str) -> Path | None:
 
 
 def read_gray(path: Path) -> np.ndarray:
-    """Decode an image file to a 2-D uint8 array (RGB with equal channels -> one channel)."""
+    """Decode an image file to a 2-D uint8 array (RGB with equal channels -> one channel), turned
+    as viewers and labelling tools show it: an EXIF orientation (a phone or scanner photo) is applied."""
     try:
-        with Image.open(path) as im:
-            im.load()
+        with Image.open(path) as opened:
+            opened.load()
+            im = ImageOps.exif_transpose(opened) if exif_orientation(opened) != 1 else opened
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr = np.asarray(im, dtype=np.float64)
                 if not np.isfinite(arr).all():
@@ -64,6 +90,8 @@ def read_gray(path: Path) -> np.ndarray:
             return np.asarray(im.convert("L"))
     except FileNotFoundError:
         raise DatasetError(f"image file not found: {path}") from None
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"image {path} is too large to decode safely ({err})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DatasetError(f"unreadable image {path}: {err}") from err
 

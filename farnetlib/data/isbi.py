@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import LandmarkSource
-from .io import IMAGE_SUFFIXES, DatasetError, read_points_txt
+from .io import IMAGE_SUFFIXES, DatasetError, SplitAbsent, read_points_txt
 
 __all__ = ["ISBI2015", "ISBI_LANDMARKS", "ISBI_SPLITS", "ISBI_DUPLICATES"]
 
@@ -50,7 +50,7 @@ class ISBI2015(LandmarkSource):
         self.pixel_spacing_mm = float(pixel_spacing_mm)  # 0.1 for the real data
         folder = self.root / "RawImage" / ISBI_SPLITS[split]
         if not folder.is_dir():
-            raise DatasetError(f"ISBI2015 {split}: image folder not found: {folder}")
+            raise SplitAbsent(f"ISBI2015 {split}: image folder not found: {folder}")
         images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise DatasetError(f"ISBI2015 {split}: no .bmp/.jpg/.png images in {folder}")

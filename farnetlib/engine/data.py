@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..data import (AUGMENT_LEVELS, DatasetError, ImageCache, LandmarkDataset, LandmarkSource, check_no_leakage,
                     image_counts)
+from ..data.io import SplitAbsent
 from ..data.registry import get_dataset
 from .config import TrainConfig
 from .distributed import Process
@@ -111,13 +112,19 @@ def build_train_data(cfg: TrainConfig, proc: Process, progress: bool = True) -> 
 
 def open_test_splits(cfg: TrainConfig) -> dict[str, LandmarkSource | str]:
     """Each test split of the config: its source, or the reason it is absent (ISBI Test2 is not in
-    every copy; it is then evaluated later from the official layout with ``farnet evaluate --root``)."""
+    every copy; it is then evaluated later from the official layout with ``farnet evaluate --root``).
+    A split that is there but damaged (a bad annotation line, a label file of the wrong shape) is an
+    error now, before any training; so is a split the config names in ``test_splits`` that is absent."""
     out: dict[str, LandmarkSource | str] = {}
     for split in cfg.splits_to_test:
         try:
             out[split] = build_source(cfg, split)
-        except DatasetError as err:
+        except SplitAbsent as err:
+            if cfg.test_splits is not None:
+                raise DatasetError(f"test split {split!r} named in test_splits cannot be opened: {err}") from None
             out[split] = str(err)
+        except DatasetError as err:
+            raise DatasetError(f"test split {split!r} is damaged: {err}") from None
     return out
 
 
