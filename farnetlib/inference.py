@@ -95,7 +95,22 @@ class Preprocess:
 
     @classmethod
     def load(cls, path: Path) -> "Preprocess":
-        values = json.loads(Path(path).read_text())
+        """``preprocess.json`` of an export; a damaged or edited file is a ValueError naming it."""
+        from .data.io import read_json
+
+        values = read_json(path, ValueError, "preprocess file")
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object of preprocessing fields")
+        unknown = set(values) - set(cls.__dataclass_fields__) - {"reference_0_255"}
+        if unknown:
+            raise ValueError(f"{path}: unknown field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        try:
+            return cls._from_values(values)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {type(err).__name__}: {err}") from None
+
+    @classmethod
+    def _from_values(cls, values: dict) -> "Preprocess":
         if "reference_0_255" in values:  # an export of before the rename
             values["intensity_range"] = "0-255" if values.pop("reference_0_255") else "0-1"
         if "analysis" not in values:  # an export of before the clinical layer: the dataset's built-in analysis
@@ -445,7 +460,17 @@ class Predictor:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             batch = np.stack([self.pre.image_to_input(im) for im in chunk]).astype(np.float32)
-            p, q = self.decode(self.backend(batch), [im.shape[:2] for im in chunk])
+            try:
+                heatmaps = self.backend(batch)
+            except Exception as err:  # noqa: BLE001 - a runtime's refusal of the input, said with what was given
+                raise ValueError(f"the {self.backend.name} model refused an input batch of shape {batch.shape} "
+                                 f"(preprocess.json input_size {list(self.pre.input_size)}): "
+                                 f"{str(err).splitlines()[0][:300]}") from None
+            expected = (self.pre.num_landmarks, *self.pre.input_size)
+            if tuple(heatmaps.shape[1:]) != expected:
+                raise ValueError(f"the model gives heatmaps of shape {tuple(heatmaps.shape[1:])} (landmarks, H, W); its "
+                                 f"preprocess.json says {expected}: the two files do not belong together")
+            p, q = self.decode(heatmaps, [im.shape[:2] for im in chunk])
             points.append(p)
             peaks.append(q)
         return np.concatenate(points), np.concatenate(peaks)

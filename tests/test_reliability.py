@@ -590,3 +590,115 @@ def test_39_15_test_splits_must_be_a_list(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["train", "--set", f"results_dir=\"{tmp_path}\"", "test_splits=\"test1\""])
     assert stop.value.code == 2 and "'test_splits' = 'test1': must be a list" in capsys.readouterr().err
+
+
+# issue 39, unclear errors: one line that says what and where
+
+def test_39_u_study_files_name_themselves(tmp_path):
+    from farnetlib.engine.study import load_study
+
+    (tmp_path / "syntax.json").write_text('{"study": "s", "base": {,}}')
+    with pytest.raises(ConfigError, match=r"syntax.json.*line 1"):
+        load_study(tmp_path / "syntax.json")
+    (tmp_path / "type.json").write_text(json.dumps({"study": "s", "base": {"epochs": "3"}, "arms": {"a": {}}}))
+    with pytest.raises(ConfigError, match=r"type.json, base: .*'epochs'"):
+        load_study(tmp_path / "type.json")
+
+
+def test_39_u_study_time_limit_zero_starts_no_arm(tmp_path, capsys):
+    study = {"study": "s", "base": {**tiny(tmp_path).to_dict(), "run_name": None}, "arms": {"a": {}}}
+    (tmp_path / "s.json").write_text(json.dumps(study))
+    with pytest.raises(SystemExit) as stop:
+        main(["study", "--config", str(tmp_path / "s.json"), "--time-limit", "0"])
+    assert stop.value.code == 2 and "--time-limit 0" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_39_u_an_unknown_split_is_one_line(tiny_run, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(tiny_run), "test3", "--backend", "torch"])
+    assert stop.value.code == 2 and "synthetic has no split 'test3'; its splits: train, test" in capsys.readouterr().err
+
+
+def test_39_u_landmarks_csv_with_a_bom_is_read_and_latin1_is_named(tmp_path):
+    from farnetlib.data.convert import write_demo_dataset
+    from farnetlib.data.generic import CsvLandmarks
+
+    root = tmp_path / "set"
+    write_demo_dataset(root, 6, 3, (96, 80))
+    text = (root / "landmarks.csv").read_bytes()
+    (root / "landmarks.csv").write_bytes(b"\xef\xbb\xbf" + text)  # Excel's "CSV UTF-8"
+    assert len(CsvLandmarks(root, "train")) == 6
+    (root / "landmarks.csv").write_bytes(text.replace(b"images/", b"images\xe9/", 1))  # latin-1 e-acute
+    with pytest.raises(DatasetError, match=r"landmarks.csv:2: not UTF-8 text \(byte 0xe9\)"):
+        CsvLandmarks(root, "train")
+
+
+def test_39_u_a_killed_writers_temporary_checkpoint_is_removed_at_the_next_start(tmp_path):
+    cfg = tiny(tmp_path, run_name="tmpfiles", epochs=2)
+    run_dir = train(cfg, progress=False, stop_after_epochs=1)
+    stale = run_dir / "checkpoints" / ".last.pt.k9x.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    train(cfg, progress=False)
+    assert not stale.exists() and (run_dir / "metrics.json").is_file()
+
+
+def test_39_u_a_start_that_failed_before_any_epoch_takes_a_corrected_config(tmp_path):
+    cfg = tiny(tmp_path, run_name="failed", epochs=1)
+    run_dir = tmp_path / "failed"
+    run_dir.mkdir()
+    cfg.save(run_dir / "config.json")  # what a start that diverged in its first epoch leaves
+    (run_dir / "checkpoints").mkdir()
+    fixed = TrainConfig.from_dict({**cfg.to_dict(), "lr": 1e-4})
+    assert (train(fixed, progress=False) / "metrics.json").is_file()
+
+
+def test_39_u_stopped_runs_exit_3_and_a_limit_that_fits_no_epoch_says_so(tmp_path, capsys):
+    args = ["train", "--set", f"results_dir=\"{tmp_path}\"", "run_name=\"lim\"", "dataset=\"synthetic\"",
+            f"dataset_options={json.dumps({'train': 10, 'test': 4, 'landmarks': 5, 'image_size': [96, 80]})}",
+            "val_count=3", "input_size=[64,64]", "sigma=2.0", "epochs=3", "batch_size=4", "backbone=\"resnet18\"",
+            "decoder_width=0.125", "precision=\"fp32\"", "backend=\"torch\"", "threads=1", "milestones=[1]",
+            "--time-limit", "0.001"]
+    with pytest.raises(SystemExit) as stop:
+        main(args)  # the first epoch has no estimate: it runs, then the limit stops the run
+    assert stop.value.code == 3 and "the same command resumes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 3 and "no epoch fits in the time limit" in capsys.readouterr().err
+
+
+def test_39_u_a_read_only_or_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno as errno_
+
+    import farnetlib.engine.cli as cli
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno_.EROFS, "Read-only file system", str(tmp_path / "runs" / "x" / "config.json"))
+
+    monkeypatch.setattr(cli, "train", refuse)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--set", f"results_dir=\"{tmp_path}\""])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "Read-only file system" in err and "config.json" in err
+
+
+def test_39_u_an_edited_preprocess_json_is_named(tiny_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from farnetlib.inference import Predictor, export_run
+
+    path = export_run(tiny_run, "onnx", out_dir=tmp_path / "exp")
+    pre = tmp_path / "exp" / "preprocess.json"
+    good = json.loads(pre.read_text())
+    pre.write_text("{")
+    with pytest.raises(ValueError, match=r"preprocess.json: not valid JSON"):
+        Predictor.from_export(path)
+    pre.write_text(json.dumps({**good, "colour": "red"}))
+    with pytest.raises(ValueError, match=r"preprocess.json: unknown field\(s\) \['colour'\]"):
+        Predictor.from_export(path)
+    image = np.zeros((70, 60), np.uint8)
+    pre.write_text(json.dumps({**good, "num_landmarks": 7, "landmark_names": list("abcdefg")}))
+    with pytest.raises(ValueError, match="do not belong together"):
+        Predictor.from_export(path).predict_arrays([image])
+    pre.write_text(json.dumps({**good, "input_size": [96, 96]}))
+    with pytest.raises(ValueError, match=r"refused an input batch .*input_size \[96, 96\]"):
+        Predictor.from_export(path).predict_arrays([image])

@@ -159,8 +159,14 @@ def parse_csv(root: Path, file: str = LANDMARKS_CSV) -> CsvTable:
     if not path.is_file():
         raise DatasetError(f"landmark table not found: {path} (the generic format: one row per image, "
                            "columns image, x0, y0, x1, y1, ...)")
-    with open(path, newline="") as f:
-        return _parse_table(path, f.read())
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark: accepted
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); save the table as "
+                           "'CSV UTF-8'") from None
+    return _parse_table(path, text)
 
 
 @lru_cache(maxsize=8)

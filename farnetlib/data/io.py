@@ -46,9 +46,11 @@ def read_json(path: str | Path, error: type[Exception] = DatasetError, what: str
     file, and the line and column of a syntax error). ``what`` names the kind of file in the message."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is fine
     except FileNotFoundError:
         raise error(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: a folder, not a {what}") from None
     except json.JSONDecodeError as err:
         raise error(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
     except UnicodeDecodeError:

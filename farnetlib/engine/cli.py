@@ -13,6 +13,7 @@ several pairs after one ``--set``; ``--set dataset_options.fold=2`` changes one 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -66,11 +67,15 @@ def _config(args: argparse.Namespace, extra: dict | None = None) -> TrainConfig:
 
 
 USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, FileExistsError, RunLocked, RunRecordError, MissingExtra)
+# what the machine refuses (a full disk, a read-only or foreign folder): said in one line, with the path
+MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+EXIT_STOPPED = 3  # training stopped before its last epoch (time limit, SIGTERM): the same command resumes
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``farnet``: a user error (bad config, missing file, ...) is one line ``farnet: error: ...``
-    and exit status 2, as argparse's own; ``--debug`` shows the traceback instead."""
+    """``farnet``: a user error (bad config, missing file, ...) or one the machine gives (a full
+    disk, a read-only folder) is one line ``farnet: error: ...`` and exit status 2, as argparse's
+    own; ``--debug`` shows the traceback instead. Exit status 3: training stopped, resumable."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     if debug:
@@ -82,6 +87,31 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"farnet: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as err:
+        if debug or err.errno not in MACHINE_ERRNOS:
+            raise
+        where = f": {err.filename}" if err.filename and str(err.filename) not in str(err.strerror) else ""
+        print(f"farnet: error: {err.strerror or err}{where}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _stopped_exit(run_dirs: list) -> None:
+    """After training: exit 3 with one line where a run stopped before its end (resumable), and say
+    so plainly where the time limit left room for no epoch at all."""
+    import pandas as pd
+
+    unfinished = [d for d in run_dirs if not (d / "metrics.json").is_file()]
+    if not unfinished:
+        return
+    stretches = unfinished[0] / "stretches.csv"
+    last = pd.read_csv(stretches).iloc[-1] if stretches.is_file() else None
+    if last is not None and int(last["epochs"]) == 0 and "time limit" in str(last["stopped"]):
+        print(f"farnet: no epoch fits in the time limit ({last['stopped']}): nothing was trained; give more minutes",
+              file=sys.stderr)
+    else:
+        print(f"farnet: stopped before the end ({len(unfinished)} run(s) unfinished): the same command resumes",
+              file=sys.stderr)
+    raise SystemExit(EXIT_STOPPED)
 
 
 def _main(argv: list[str]) -> None:
@@ -170,6 +200,7 @@ def _main(argv: list[str]) -> None:
             print(f"run folder: {run_dir}")
             if (run_dir / "metrics.json").is_file():
                 print((run_dir / "metrics.json").read_text())
+            _stopped_exit([run_dir])
     elif args.cmd == "cv":
         from ..crossval import pooled_summary, pooled_table
 
@@ -178,17 +209,21 @@ def _main(argv: list[str]) -> None:
         run_dirs = train_folds(cfg, folds=wanted)
         if not all((d / "metrics.json").is_file() for d in run_dirs) or len(run_dirs) < len(wanted):
             print("not every fold is finished yet: run the same command to resume")
-            return
+            raise SystemExit(EXIT_STOPPED)
         print("\n".join(f"run folder: {d}" for d in run_dirs))
         table = pooled_table if get_dataset(cfg.dataset).pooled_by_pairs else pooled_summary  # hand: both 50 mm pairs
         print(table([load_run(d) for d in run_dirs]).round(3).to_string())
     elif args.cmd == "study":
+        if args.time_limit is not None and not 0 < args.time_limit < float("inf"):
+            raise ConfigError(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
         study = load_study(args.config)
         if not args.list:
             train_study(study, args.arms, time_limit=args.time_limit)
         finished = set(study.finished())
         for arm in study.select(args.arms):
             print(f"{arm:28s} {'finished' if arm in finished else 'not finished'}  {study.run_dir(arm)}")
+        if not args.list and any(arm not in finished for arm in study.select(args.arms)):
+            raise SystemExit(EXIT_STOPPED)
     elif args.cmd == "convert":
         from ..data.convert import from_builtin, from_coco
 

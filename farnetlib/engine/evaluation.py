@@ -208,6 +208,9 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
         raise ValueError(f"only decoder, ground_truth and eval_batch_size can change at evaluation, not {sorted(bad)}")
     model, run_cfg = load_model(ckpt, device)
     cfg = replace(run_cfg, **overrides, **({"root": str(root)} if root is not None else {}))
+    known = get_dataset(cfg.dataset).splits
+    if known is not None and split not in known:
+        raise ConfigError(f"{cfg.dataset} has no split {split!r}; its splits: {', '.join(known)}")
     label = label or result_label(split, run_cfg, cfg)
     with run_lock(path, "farnet evaluate --write") if write else nullcontext():
         if write and not force:

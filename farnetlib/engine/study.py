@@ -20,12 +20,11 @@ the same test images.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, read_json_config
 from .stopping import Deadline, previous_history
 from .training import train
 
@@ -66,13 +65,18 @@ def load_study(path: str | Path) -> Study:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file not found: {path}")
-    raw = json.loads(path.read_text())
+    raw = read_json_config(path)  # a syntax error names the file, line and column
     missing = [k for k in ("study", "base", "arms") if k not in raw]
     if missing:
         raise ConfigError(f"study file {path} lacks {missing}")
+    if not isinstance(raw["base"], dict) or not isinstance(raw["arms"], dict):
+        raise ConfigError(f"study file {path}: 'base' and 'arms' must be JSON objects")
     if not raw["arms"]:
         raise ConfigError(f"study file {path} lists no arms")
-    base = TrainConfig.from_dict(raw["base"])
+    try:
+        base = TrainConfig.from_dict(raw["base"])
+    except (ConfigError, TypeError) as err:
+        raise ConfigError(f"study file {path}, base: {err}") from None
     arms = {}
     for name, changes in raw["arms"].items():
         fixed = sorted(set(changes) & set(FIXED_ACROSS_ARMS))
@@ -82,7 +86,7 @@ def load_study(path: str | Path) -> Study:
         try:
             arms[name] = replace(TrainConfig.from_dict({**raw["base"], **changes}), run_name=name)
         except (ConfigError, TypeError) as err:
-            raise ConfigError(f"study file {path}, arm {name!r}: {err}") from err
+            raise ConfigError(f"study file {path}, arm {name!r}: {err}") from None
     return Study(name=raw["study"], description=raw.get("description", ""), base=base, arms=arms,
                  anchors=tuple(raw.get("anchors", ())))
 

@@ -186,7 +186,12 @@ DATA_RECORD = "data.json"  # the identity of the training data (engine.sources.d
 
 
 def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
-    """Refuse, before anything is written, what would overwrite results or mix two configs."""
+    """Refuse, before anything is written, what would overwrite results or mix two configs; remove
+    the temporary files a killed writer left (a DenseNet checkpoint's is about 1 GB: the folder is
+    this process's now, so no live writer owns them)."""
+    for folder in (run_dir, run_dir / "checkpoints"):
+        for stale in folder.glob(".*.tmp") if folder.is_dir() else ():
+            stale.unlink(missing_ok=True)
     if not resume and (run_dir / "metrics.json").is_file():
         raise ConfigError(f"run folder {run_dir} holds a finished run (metrics.json); training it again from "
                           "scratch would overwrite its results: remove the folder or use a new run_name")
@@ -199,7 +204,7 @@ def _check_same_data(cfg: TrainConfig, run_dir: Path, identity: dict | None) -> 
     the same data (the same labels and images; the folder they lie in may change). Returns the
     identity where it had to be computed."""
     path = run_dir / DATA_RECORD
-    if not path.is_file():
+    if not path.is_file() or not _trained_anything(run_dir):
         return identity
     recorded = read_json_record(path)
     identity = identity or config_data_identity(cfg)
@@ -234,9 +239,16 @@ def _write_environment(path: Path, proc: Process, seed: int, keep_previous: bool
     write_atomic(path, json.dumps(env, indent=2))
 
 
+def _trained_anything(run_dir: Path) -> bool:
+    """True once the folder holds a trained epoch (a checkpoint, history or final metrics)."""
+    return any((run_dir / f).is_file() for f in ("checkpoints/last.pt", "history.csv", "metrics.json"))
+
+
 def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """A folder that holds a trained epoch resumes only with a config that trains the same thing;
+    one whose start failed before any epoch (e.g. a diverging lr) takes the corrected config."""
     path = run_dir / "config.json"
-    if path.is_file():
+    if path.is_file() and _trained_anything(run_dir):
         old = TrainConfig.from_dict(read_json_record(path)).to_dict()
         new = cfg.to_dict()
         changed = {k for k in new if json.dumps(old.get(k)) != json.dumps(new[k])} - RESUMABLE_FIELDS
