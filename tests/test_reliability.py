@@ -702,3 +702,37 @@ def test_39_u_an_edited_preprocess_json_is_named(tiny_run, tmp_path):
     pre.write_text(json.dumps({**good, "input_size": [96, 96]}))
     with pytest.raises(ValueError, match=r"refused an input batch .*input_size \[96, 96\]"):
         Predictor.from_export(path).predict_arrays([image])
+
+
+def test_39_u_a_checkpoint_on_a_full_disk_says_so(tmp_path, monkeypatch):
+    """torch.save on a full disk (a 1 MiB tmpfs, torch 2.14) raises "[enforce fail at inline_container.cc:672]
+    . unexpected pos 704 vs 598": simulated here, with the disk's free space."""
+    import collections
+
+    from farnetlib.engine import runs
+
+    def short_write(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", short_write)
+    monkeypatch.setattr(runs.shutil, "disk_usage", lambda p: usage(2**20, 2**20, 0))
+    with pytest.raises(OSError, match=r"no space left on device writing .*last.pt \(0 MiB free\)"):
+        with runs.atomic_path(tmp_path / "last.pt") as tmp:
+            torch.save({}, tmp)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_39_u_a_truncated_checkpoint_is_named(tmp_path):
+    from farnetlib.engine.runs import RunRecordError
+
+    cfg = tiny(tmp_path, run_name="trunc", epochs=2)
+    run_dir = train(cfg, progress=False, stop_after_epochs=1)
+    last = run_dir / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    with pytest.raises(RunRecordError, match=r"checkpoint .*trunc/checkpoints/last.pt is damaged"):
+        train(cfg, progress=False)
+    best = run_dir / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:5000])
+    with pytest.raises(RunRecordError, match=r"checkpoint .*best.pt is damaged"):
+        evaluate(run_dir, "test", backend="torch")

@@ -25,7 +25,7 @@ from .config import ConfigError, TrainConfig
 from .data import open_test_splits
 from .distributed import resolve_device
 from .precision import autocast, is_channels_last, resolve_precision, to_layout
-from .runs import read_json_record, run_lock, selected_checkpoint, write_atomic
+from .runs import read_checkpoint, read_json_record, run_lock, selected_checkpoint, write_atomic
 from .sources import build_source, describe_ground_truth
 
 __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_splits", "load_model",
@@ -126,7 +126,7 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, Tr
 
 def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, TrainConfig, dict]:
     """:func:`load_model`, plus the checkpoint's other entries (selected epoch, validation MRE)."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = build_model(cfg, ckpt["num_landmarks"])
     model.load_state_dict(ckpt.pop("model"))

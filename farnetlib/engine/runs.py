@@ -12,6 +12,7 @@ import fcntl
 import functools
 import json
 import os
+import pickle
 import platform
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ import torch
 from .precision import allocator, cpu_flags
 
 __all__ = ["environment", "load_run", "list_runs", "RUN_FILES", "write_atomic", "atomic_path", "run_lock",
-           "RunLocked", "git_commit", "read_json_record", "RunRecordError", "selected_checkpoint"]
+           "RunLocked", "git_commit", "read_json_record", "RunRecordError", "selected_checkpoint", "read_checkpoint"]
 
 RUN_FILES = ("config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json")
 _PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-image", "pillow", "farnetlib")
@@ -47,7 +48,7 @@ def atomic_path(path: str | Path):
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if _disk_full(err):
+        if _disk_full(err, path.parent):
             raise OSError(errno.ENOSPC, f"no space left on device writing {path} "
                                         f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free)") from None
         raise
@@ -59,11 +60,20 @@ def _umask() -> int:
     return mask
 
 
-def _disk_full(err: BaseException) -> bool:
+FULL_BELOW_BYTES = 256 * 2**20  # torch's short-write message does not say why: below this much free space, a full disk
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
     if isinstance(err, OSError):
         return err.errno == errno.ENOSPC
-    # torch.save reports a failed write as "enforce fail at inline_container.cc ... file write failed"
-    return isinstance(err, RuntimeError) and "file write failed" in str(err)
+    if not isinstance(err, RuntimeError):
+        return False
+    # torch.save reports a failed write as "enforce fail at inline_container.cc ... file write failed", or,
+    # on a full disk (seen on a 1 MiB tmpfs with torch 2.14), as "... unexpected pos 704 vs 598"
+    text = str(err)
+    if "file write failed" in text:
+        return True
+    return "inline_container.cc" in text and "unexpected pos" in text and shutil.disk_usage(folder).free < FULL_BELOW_BYTES
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
@@ -114,6 +124,22 @@ def read_json_record(path: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunRecordError(f"run record {path} is damaged (does not parse: {err}); restore it from git or "
                              "remove it to let the run resume or re-evaluate") from None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint (on the CPU); a truncated or damaged file raises :class:`RunRecordError` naming it."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError,
+            pickle.UnpicklingError) as err:
+        raise RunRecordError(f"checkpoint {path} is damaged ({str(err).splitlines()[0][:200]}); restore it, or remove "
+                             "it (and, for last.pt, resume from scratch with --no-resume)") from None
+    if not isinstance(state, dict):
+        raise RunRecordError(f"checkpoint {path} holds {type(state).__name__}, not a farnet checkpoint")
+    return state
 
 
 def git_commit() -> str | None:

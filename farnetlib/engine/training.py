@@ -34,7 +34,7 @@ from .distributed import Process, broadcast_object, setup_process, teardown_proc
 from .evaluation import backend_heatmaps, build_model, evaluate_splits, predict_source, split_metrics
 from .precision import allocator, make_scaler, to_layout
 from .autotune import choose_execution, save_execution
-from .runs import atomic_path, environment, read_json_record, run_lock, write_atomic
+from .runs import atomic_path, environment, read_checkpoint, read_json_record, run_lock, write_atomic
 from .schedule import build_schedule
 from .sources import config_data_identity, data_identity
 from .steps import LOSS_KEYS, StepContext, make_codecs, train_step
@@ -265,7 +265,7 @@ def _resume(trainer: _Trainer, run_dir: Path, proc: Process, progress: bool) -> 
     if not path.is_file():
         return 0, math.inf, []
     # on CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest where it belongs
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
@@ -420,7 +420,7 @@ def _save_last(trainer: _Trainer, data: TrainData, cfg: TrainConfig, epoch: int,
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: torch.device, progress: bool) -> None:
     """Load the checkpoint selected on validation and evaluate val + each test split once."""
     t0 = time.perf_counter()
-    state = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    state = read_checkpoint(run_dir / "checkpoints" / "best.pt")
     model = to_layout(build_model(cfg, data.source.num_landmarks), cfg.eval_channels_last)
     model.load_state_dict(state["model"])
     model.to(device)
