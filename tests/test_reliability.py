@@ -169,6 +169,7 @@ def test_08_a_failed_start_leaves_no_folder_that_blocks_the_corrected_command(tm
     with pytest.raises(DatasetError, match="image folder not found"):
         train(cfg, progress=False)
     assert not (tmp_path / "runs" / "typo").exists()
+    assert not (tmp_path / "runs" / ".typo.lock").exists()  # nor a lock file (issue 39)
     fixed = TrainConfig.from_dict({**cfg.to_dict(), "root": str(isbi_copy(tmp_path / "isbi")), "lr": 5e-4})
     assert (train(fixed, progress=False) / "metrics.json").is_file()  # other fields too: a fresh start
 
@@ -736,3 +737,13 @@ def test_39_u_a_truncated_checkpoint_is_named(tmp_path):
     best.write_bytes(best.read_bytes()[:5000])
     with pytest.raises(RunRecordError, match=r"checkpoint .*best.pt is damaged"):
         evaluate(run_dir, "test", backend="torch")
+
+
+def test_39_u_malformed_coco_files_are_one_line(tmp_path):
+    from farnetlib.data.convert import from_coco
+
+    for bad in ([1, 2], {"categories": [{"id": 1, "keypoints": ["a"]}], "images": [{"id": 1}],
+                         "annotations": [{"id": 3, "image_id": 1, "category_id": 1, "keypoints": [1, 2, 2]}]}):
+        (tmp_path / "coco.json").write_text(json.dumps(bad))
+        with pytest.raises(DatasetError, match="coco.json"):
+            from_coco(tmp_path / "coco.json", tmp_path, tmp_path / "out")

@@ -62,7 +62,17 @@ def from_coco(annotations: str | Path, images_dir: str | Path, out_root: str | P
     with visibility 1 (labelled, not visible) are kept, or made missing with ``occluded="missing"``.
     COCO keypoint coordinates are pixel indices, our convention too: they are written unchanged."""
     path = Path(annotations)
-    coco = read_json(path, what="COCO annotation file")
+    try:
+        return _from_coco(path, read_json(path, what="COCO annotation file"), images_dir, out_root, occluded)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        if isinstance(err, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a COCO keypoints file as expected ({type(err).__name__}: {err})") from None
+
+
+def _from_coco(path: Path, coco, images_dir: str | Path, out_root: str | Path, occluded: str) -> Path:
+    if not isinstance(coco, dict):
+        raise DatasetError(f"{path}: expected a JSON object with 'images', 'annotations' and 'categories'")
     cats = [c for c in coco.get("categories", []) if c.get("keypoints")]
     if len(cats) != 1:
         raise DatasetError(f"{path}: expected one category with keypoints, found {len(cats)}")

@@ -111,7 +111,11 @@ def run_lock(run_dir: str | Path, what: str):
             raise RunLocked(f"run folder {shown} is in use by {holder}; wait until it ends") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} ({what})".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            if not run_dir.exists():  # a start that failed before creating the folder leaves no lock file
+                path.unlink(missing_ok=True)
     finally:
         os.close(fd)  # closing releases the lock
 
