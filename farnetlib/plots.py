@@ -474,3 +474,27 @@ def show_analysis(image: np.ndarray, landmarks: np.ndarray, analysis, measured=N
     draw_analysis(ax, landmarks, analysis, measured)
     ax.axis("off")
     return _finish(fig, title)
+
+
+VERTEBRAE = tuple(f"T{k}" for k in range(1, 13)) + tuple(f"L{k}" for k in range(1, 6))  # the AASCE set's 17
+CURVE_COLORS = ("#ff7f0e", "#1f77b4", "#2ca02c")
+
+
+def draw_spine(ax, pts: np.ndarray, angles: np.ndarray | None = None, ends: np.ndarray | None = None) -> None:
+    """A spine's ``(4 x V, 2)`` corners on an image axis: every vertebra as a quadrilateral and,
+    where the Cobb ``angles`` (PT, MT, TL) and their end vertebrae (``(3, 2)``, 0-based, from
+    :func:`farnetlib.spine.cobb_angles_with_ends`) are given, each curve's two end vertebrae drawn
+    thick in its colour with the angle in a box in the upper left corner."""
+    quads = np.asarray(pts).reshape(-1, 4, 2)[:, [0, 1, 3, 2, 0]]  # TL, TR, BR, BL, back to TL
+    for quad in quads:
+        ax.plot(quad[:, 0], quad[:, 1], color="#d62728", lw=0.6, alpha=0.8)
+    if angles is None or ends is None:
+        return
+    names = VERTEBRAE if len(quads) == len(VERTEBRAE) else tuple(str(v + 1) for v in range(len(quads)))
+    lines = []
+    for k, (name, value, (a, b), color) in enumerate(zip(("PT", "MT", "TL"), angles, ends, CURVE_COLORS)):
+        for v in (a, b):
+            ax.plot(quads[v, :, 0], quads[v, :, 1], color=color, lw=1.6 - 0.3 * k)
+        lines.append(f"{name} {value:5.1f}°  {names[a]}-{names[b]}" if np.isfinite(value) else f"{name} not computable")
+    ax.text(0.02, 0.99, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=6, color="white",
+            family="monospace", bbox={"facecolor": "black", "alpha": 0.55, "pad": 2, "lw": 0})

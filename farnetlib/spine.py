@@ -39,6 +39,7 @@ import pandas as pd
 
 __all__ = ["ANGLE_NAMES", "CORNERS", "cobb_angles", "cobb_angles_or_nan", "smape", "normalised_mse", "angle_errors",
            "vertebra_midlines", "is_s_shaped", "per_vertebra_corner", "angles_from_predictions", "spine_metrics",
+           "cobb_angles_with_ends",
            "vertebra_mixups", "MIXUP_PX"]
 
 MIXUP_PX = 50.0
@@ -90,6 +91,12 @@ def _pair_angles(vectors: np.ndarray) -> np.ndarray:
 
 def cobb_angles(landmarks: np.ndarray, image_height: float) -> np.ndarray:
     """The three Cobb angles (degrees; PT, MT, TL in the challenge's order) of one spine."""
+    return cobb_angles_with_ends(landmarks, image_height)[0]
+
+
+def cobb_angles_with_ends(landmarks: np.ndarray, image_height: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cobb_angles` and, per angle, the two (0-based) vertebrae whose mid-lines make it, the
+    end vertebrae of that curve as the algorithm picks them (``(3, 2)``, top one first)."""
     mid = vertebra_midlines(landmarks)
     angles = _pair_angles(mid)
     last = len(mid) - 1
@@ -98,14 +105,19 @@ def cobb_angles(landmarks: np.ndarray, image_height: float) -> np.ndarray:
     j = int(row_of_max[i])
     first = angles[j, i]
     if not is_s_shaped(landmarks):
-        return np.array([first, angles[0, i], angles[last, j]])
-    centre = _edge_midpoints(landmarks)
-    upper = centre[2 * i + 1, 1] + centre[2 * j + 1, 1] < image_height
-    up = angles[i, : i + 1]
-    m = int(up.argmax())
-    if upper:
-        return np.array([first, up.max(), angles[j, j:].max()])
-    return np.array([first, up.max(), angles[m, : m + 1].max()])
+        values, ends = [first, angles[0, i], angles[last, j]], [(i, j), (0, i), (j, last)]
+    else:
+        centre = _edge_midpoints(landmarks)
+        upper = centre[2 * i + 1, 1] + centre[2 * j + 1, 1] < image_height
+        up = angles[i, : i + 1]
+        m = int(up.argmax())
+        if upper:
+            k = j + int(angles[j, j:].argmax())
+            values, ends = [first, up.max(), angles[j, k]], [(i, j), (m, i), (j, k)]
+        else:
+            n = int(angles[m, : m + 1].argmax())
+            values, ends = [first, up.max(), angles[m, n]], [(i, j), (m, i), (n, m)]
+    return np.array(values), np.sort(np.array(ends), axis=1)
 
 
 def smape(pred: np.ndarray, gt: np.ndarray) -> float:

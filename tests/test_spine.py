@@ -86,3 +86,16 @@ def test_labels_outside_the_image_are_named_at_start_up(aasce_root):
     assert source.describe()["outside_points"] == len(source.outside_points) >= 1
     sample = source[source.ids.index("sunhl-1th-25-Jul-2016-49 A AP")]  # kept as annotated, not clipped
     assert sample.landmarks[63, 1] > sample.image.shape[0]
+
+
+def test_each_cobb_angle_is_the_angle_between_its_two_end_vertebrae(aasce_root):
+    from farnetlib.data import AASCESpine
+    from farnetlib.spine import cobb_angles_with_ends, vertebra_midlines
+
+    source = AASCESpine(aasce_root, "test")
+    for i in range(0, len(source), 7):
+        values, ends = cobb_angles_with_ends(source.landmarks[i], source.image_hw(i)[0])
+        mid = vertebra_midlines(source.landmarks[i])
+        for value, (a, b) in zip(values, ends):
+            cos = mid[a] @ mid[b] / np.linalg.norm(mid[a]) / np.linalg.norm(mid[b])
+            assert a <= b and value == pytest.approx(np.degrees(np.arccos(np.clip(round(cos, 8), -1, 1))), abs=1e-9)

@@ -97,3 +97,40 @@ def test_mixups_are_counted_as_the_issue_defines_them():
     pred[0, 20] += 60.0  # 60 px off sideways, nearer its own vertebra: not a mix-up
     mixed = vertebra_mixups(pred, truth)
     assert mixed[0].tolist() == [k in range(8, 12) for k in range(68)]
+
+
+def test_farnet_predict_on_spines_writes_cobb_angles_and_draws_the_end_vertebrae(tmp_path, monkeypatch):
+    """predict_folder with an AASCE run whose heatmaps are known (a stand-in backend): the angles in
+    cobb_angles.csv are those of the true corners, with each curve's end vertebrae named."""
+    from PIL import Image
+
+    from farnetlib.engine import folder
+    from farnetlib.inference import Predictor, Preprocess
+    from farnetlib.spine import cobb_angles_with_ends
+
+    truth = spine(20.0)
+
+    class KnownHeatmaps:
+        name, precision = "known", "fp32"
+
+        def __call__(self, batch):
+            return heatmaps(truth).numpy().repeat(len(batch), axis=0)
+
+    pre = Preprocess(input_size=(H, W), num_landmarks=68, landmark_names=[str(k) for k in range(68)],
+                     decoder="spine_ordered", dataset="aasce")
+    monkeypatch.setattr(Predictor, "from_run", classmethod(lambda cls, *a, **k: Predictor(KnownHeatmaps(), pre)))
+    images = tmp_path / "spines"
+    images.mkdir()
+    Image.fromarray(np.full((H, W), 90, np.uint8)).save(images / "s1.png")
+    out = tmp_path / "out"
+    folder.predict_folder(tmp_path / "run", images, out, coverage=None)
+    import pandas as pd
+
+    table = pd.read_csv(out / "cobb_angles.csv")
+    decoded = pd.read_csv(out / "predictions.csv").sort_values("landmark")[["x", "y"]].to_numpy()
+    np.testing.assert_allclose(decoded, truth, atol=0.05)  # the ordered decoder found every corner
+    angles, ends = cobb_angles_with_ends(decoded, H)
+    np.testing.assert_allclose(table[["PT", "MT", "TL"]].to_numpy()[0], angles, atol=1e-6)
+    names = [f"T{k}" for k in range(1, 13)] + [f"L{k}" for k in range(1, 6)]
+    assert table["PT_ends"][0] == f"{names[ends[0][0]]}-{names[ends[0][1]]}"
+    assert (out / "overlays" / "s1.png.png").is_file()

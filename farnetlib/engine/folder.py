@@ -14,7 +14,9 @@ Where the run's landmarks have a cephalometric analysis (ISBI's 19 landmarks, or
 ``dataset.json`` names one), ``measurements.csv`` holds one row per image: each measurement's value
 and class (:mod:`farnetlib.ceph`; for ISBI the challenge's eight: ANB, SNB, SNA, ODI, APDI, FHI, FMA,
 MW), from the sub-pixel predictions; the overlays draw the analysis's planes (SN, FH, palatal,
-mandibular, N-Pog, A-B) with the values beside the image.
+mandibular, N-Pog, A-B) with the values beside the image. On spine radiographs (an AASCE run),
+``cobb_angles.csv`` holds each image's three Cobb angles (PT, MT, TL, :mod:`farnetlib.spine`) and
+the end vertebrae of each curve, which the overlays draw.
 """
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ from matplotlib.patches import Circle
 
 from ..data.io import IMAGE_SUFFIXES, DatasetError, read_gray
 from ..inference import Predictor
-from ..plots import draw_analysis
+from ..data.registry import DATASETS
+from ..plots import VERTEBRAE, draw_analysis, draw_spine
+from ..spine import cobb_angles_with_ends
 from ..progress import tqdm
 from ..uncertainty import run_radii
 from .config import ConfigError
@@ -72,8 +76,9 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
         predictor = Predictor(predictor.backend, replace(predictor.pre, decoder=decoder), predictor.batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     radii = run_radii(path, 1 - coverage) if coverage is not None and path.is_dir() else None
-    tables, skipped, points = [], [], []
+    tables, skipped, points, cobb = [], [], [], []
     analysis = predictor.analysis
+    spine = getattr(DATASETS.get(predictor.pre.dataset), "extra_metrics", None) == "spine"
     for file in tqdm(files, desc="predict", disable=not progress):
         try:
             image = read_gray(file)
@@ -86,9 +91,12 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
         tables.append(table)
         points.append(table[["x", "y"]].to_numpy())
         measured = predictor.measure(points[-1][None], [file.name]).iloc[0] if analysis is not None else None
+        curves = _cobb_row(file.name, points[-1], image.shape[0]) if spine else None
+        if curves is not None:
+            cobb.append(curves[0])
         if overlays:
             _overlay(image, points[-1], out_dir / "overlays" / f"{file.name}.png",
-                     None if radii is None else table["radius_px"].to_numpy(), analysis, measured)
+                     None if radii is None else table["radius_px"].to_numpy(), analysis, measured, curves)
     columns = ["image", "landmark", "landmark_name", "x", "y", "peak"] + (["radius_px"] if radii is not None else [])
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     write_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
@@ -98,6 +106,9 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
                         pd.DataFrame(columns=[c for n in analysis.names for c in (n, f"{n}_class")]).rename_axis("image"))
         write_atomic(out_dir / "measurements.csv", measurements.to_csv())
         table.attrs["measurements_csv"] = str(out_dir / "measurements.csv")
+    if spine:
+        write_atomic(out_dir / "cobb_angles.csv", pd.DataFrame(cobb, columns=COBB_COLUMNS).to_csv(index=False))
+        table.attrs["cobb_angles_csv"] = str(out_dir / "cobb_angles.csv")
     table.attrs["skipped"] = skipped
     table.attrs["execution"] = predictor.description
     if radii is not None:
@@ -105,14 +116,32 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
     return table
 
 
+COBB_COLUMNS = ["image", "PT", "MT", "TL", "PT_ends", "MT_ends", "TL_ends"]
+
+
+def _cobb_row(image: str, pts: np.ndarray, height: int) -> tuple[dict, np.ndarray, np.ndarray] | None:
+    """(csv row, angles, end vertebrae) of one predicted spine; NaN angles where it is degenerate."""
+    try:
+        angles, ends = cobb_angles_with_ends(pts, height)
+    except ValueError:  # a vertebra whose sides coincide: no angle, said in the row
+        angles, ends = np.full(3, np.nan), None
+    names = VERTEBRAE if len(pts) == 4 * len(VERTEBRAE) else tuple(str(v + 1) for v in range(len(pts) // 4))
+    row = {"image": image, **dict(zip(("PT", "MT", "TL"), angles))}
+    for name, pair in zip(("PT", "MT", "TL"), ends if ends is not None else [None] * 3):
+        row[f"{name}_ends"] = f"{names[pair[0]]}-{names[pair[1]]}" if pair is not None else ""
+    return row, angles, ends
+
+
 def _overlay(image: np.ndarray, pts: np.ndarray, path: Path, radii: np.ndarray | None = None,
-             analysis=None, measured: pd.Series | None = None) -> None:
+             analysis=None, measured: pd.Series | None = None, curves: tuple | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(6, 6 * image.shape[0] / image.shape[1]))  # no pyplot: safe in notebooks and scripts
     ax = fig.add_subplot()
     ax.imshow(image, cmap="gray")
     if analysis is not None:
         draw_analysis(ax, pts, analysis, measured)
+    if curves is not None:
+        draw_spine(ax, pts, curves[1], curves[2])
     ax.scatter(pts[:, 0], pts[:, 1], s=14, c="#d62728", edgecolors="k", linewidths=0.4)
     for (x, y), r in zip(pts, radii if radii is not None else []):
         if np.isfinite(r):
