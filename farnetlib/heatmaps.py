@@ -187,17 +187,24 @@ class DarkDecoder:
 def _spine_ordered():
     from .spine_codec import OrderedSpineDecoder
 
-    return OrderedSpineDecoder()
+    return OrderedSpineDecoder(mode="assign")
+
+
+def _spine_peaks():
+    from .spine_codec import OrderedSpineDecoder
+
+    return OrderedSpineDecoder(mode="peaks")
 
 
 DECODERS = {"argmax": ArgmaxDecoder, "quadratic": QuadraticDecoder, "dark": DarkDecoder,
-            "spine_ordered": _spine_ordered}
+            "spine_ordered": _spine_ordered, "spine_peaks": _spine_peaks}
 
 
 def build_decoder(name: str):
     """A decoder by name: ``argmax`` (the reference code's), ``quadratic`` (sub-pixel, per axis),
-    ``dark`` (distribution-aware, 2-D) or ``spine_ordered`` (the AASCE spine's vertebrae decoded in
-    order, :mod:`farnetlib.spine_codec`; it needs the spine's vertebra x 4 corner channels)."""
+    ``dark`` (distribution-aware, 2-D), ``spine_ordered`` (the AASCE spine's vertebrae decoded in
+    order, :mod:`farnetlib.spine_codec`; it needs the spine's vertebra x 4 corner channels) or
+    ``spine_peaks`` (the same, identity from order alone)."""
     if name not in DECODERS:
         raise ValueError(f"unknown decoder {name!r}; known decoders: {', '.join(DECODERS)}")
     return DECODERS[name]()

@@ -498,3 +498,33 @@ def draw_spine(ax, pts: np.ndarray, angles: np.ndarray | None = None, ends: np.n
         lines.append(f"{name} {value:5.1f}°  {names[a]}-{names[b]}" if np.isfinite(value) else f"{name} not computable")
     ax.text(0.02, 0.99, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=6, color="white",
             family="monospace", bbox={"facecolor": "black", "alpha": 0.55, "pad": 2, "lw": 0})
+
+
+def spines_before_after(source, before: pd.DataFrame, after: pd.DataFrame, ids: Sequence[str],
+                        labels: tuple[str, str] = ("before", "after")):
+    """The same spine images decoded two ways (rows): ground-truth vertebrae green, predicted ones red
+    with their index (1 = T1) at their centre, so that a vertebra counted twice or skipped shows as a
+    repeated or missing number; each panel's title gives its MRE and its vertebra-level mix-ups."""
+    from .spine import vertebra_mixups
+
+    fig, axes = plt.subplots(2, len(ids), figsize=(2.6 * len(ids), 11.5), squeeze=False)
+    order = [0, 1, 3, 2, 0]
+    for row, (preds, label) in enumerate(zip((before, after), labels)):
+        for ax, image_id in zip(axes[row], ids):
+            i = source.ids.index(image_id)
+            ax.imshow(source.read_image(i), cmap="gray")
+            sub = preds[preds["id"] == image_id].sort_values("landmark")
+            gt, pr = (sub[list(c)].to_numpy().reshape(-1, 4, 2) for c in (("gt_x", "gt_y"), ("pred_x", "pred_y")))
+            for quads, color in ((gt, GT_COLOR), (pr, PRED_COLOR)):
+                for quad in quads:
+                    ax.plot(quad[order, 0], quad[order, 1], color=color, lw=0.7)
+            for v, quad in enumerate(pr):
+                ax.annotate(str(v + 1), quad.mean(axis=0), color="yellow", fontsize=5, ha="center", va="center")
+            mixed = int(vertebra_mixups(pr.reshape(1, -1, 2), gt.reshape(1, -1, 2)).sum())
+            ax.set_title(f"{label}\n{image_id[:18]}\nMRE {sub['error_px'].mean():.0f} px, {mixed} mixed", fontsize=7)
+            ax.axis("off")
+    handles = [plt.Line2D([], [], color=GT_COLOR, lw=1.5, label="ground truth"),
+               plt.Line2D([], [], color=PRED_COLOR, lw=1.5, label="prediction")]
+    axes[0, 0].legend(handles=handles, loc="lower left", fontsize=6, framealpha=0.8)
+    fig.tight_layout()
+    return fig

@@ -26,6 +26,11 @@ test splits with the setting chosen there (beside the plain numbers, never inste
 
     python -m farnetlib.reproduce clinical --split test1
 
+    python -m farnetlib.reproduce spine-decoders --run runs/aasce_cpu_recipe2
+
+``spine-decoders`` compares the spine decoders (:mod:`farnetlib.spine_codec`) on a run's validation
+images and evaluates the chosen one once on the test split (needs the run's checkpoint).
+
 ``clinical`` re-scores every committed run folder of a dataset with a cephalometric analysis (ISBI:
 the protocols, the 2-hour run, the ablation arms) from its ``predictions.csv`` alone (no model):
 the eight measurements of :mod:`farnetlib.ceph`, SCR against the senior doctor's classes beside the
@@ -48,7 +53,7 @@ from .data.registry import get_dataset
 from .nbutil import chdir_repo_root
 
 __all__ = ["run_notebook", "quickstart", "reproduce_dataset", "reproduce_study", "pilot_report",
-           "uncertainty_report", "tta_report", "clinical_report"]
+           "uncertainty_report", "tta_report", "clinical_report", "spine_decoder_report"]
 
 
 def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters) -> Path:
@@ -278,6 +283,70 @@ def clinical_report(split: str = "test1", results: str = "results", out_dir: str
     return paths
 
 
+SPINE_DECODERS = ("quadratic", "spine_peaks", "spine_ordered")
+
+
+def _spine_row(decoder: str, m: dict) -> dict:
+    return {"decoder": decoder, "images": m["n_images"], "MRE (px)": m["mre"], "SD (px)": m["sd"],
+            "mix-ups (% of landmarks)": m["mixup_%"], "images with a mix-up": m["mixup_images"], "SMAPE (%)": m["smape_%"],
+            **{f"MAE {a} (°)": m[f"mae_{a}_deg"] for a in ("PT", "MT", "TL")}, "normalised MSE": m["normalised_mse"]}
+
+
+def spine_decoder_report(run_dir: str | Path, decoders: tuple[str, ...] = SPINE_DECODERS,
+                         out_dir: str | Path | None = None) -> list[Path]:
+    """Issue 38: the spine decoders compared on a run's **validation** images (per-channel maxima
+    against the ordered decoders of :mod:`farnetlib.spine_codec`), the one with the lowest validation
+    SMAPE then evaluated **once** on the test split and written into the run folder
+    (``test_<decoder>``, beside the run's own test numbers), a table of both, and the worst test
+    images (by the plain decoder's MRE) decoded both ways. Needs the run's ``checkpoints/best.pt``."""
+    from dataclasses import replace
+
+    from .engine.evaluation import evaluate, load_model, predict_source, split_metrics
+    from .engine.runs import load_run, selected_checkpoint
+    from .engine.sources import build_source, validation_split
+    from .plots import save, spines_before_after
+    from .reporting import worst_images, write_table
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir.parent
+    model, cfg = load_model(selected_checkpoint(run_dir), device="cpu")
+    spec = get_dataset(cfg.dataset)
+    source = build_source(cfg, spec.train_split)
+    _, val_idx = validation_split(source, cfg)
+    rows = []
+    for name in decoders:
+        variant = replace(cfg, decoder=name)
+        preds = predict_source(model, source, variant, "val", indices=val_idx, progress=False)
+        rows.append(_spine_row(name, split_metrics(preds, variant, source)))
+    val = pd.DataFrame(rows).set_index("decoder")
+    chosen = str(val["SMAPE (%)"].idxmin())
+    paths = write_table(val.round(4), out / "tables", f"spine_decoders-{run['name']}-val",
+                        caption=f"{run['name']}, validation ({len(val_idx)} images): the spine decoders; chosen by the "
+                                f"lowest validation SMAPE: {chosen}")
+    test_rows, test = [], [s for s in spec.test_splits(cfg) if s in run["metrics"]["splits"]]
+    for split in test:
+        test_rows.append(_spine_row(f"{split}: {cfg.decoder} (the run's)", run["metrics"]["splits"][split]))
+        if chosen != cfg.decoder:
+            label = f"{split}_{chosen}"
+            done = run["metrics"]["splits"].get(label)
+            metrics = done if done is not None else evaluate(run_dir, split, decoder=chosen, write=True,
+                                                             backend="torch", device="cpu")[1]
+            test_rows.append(_spine_row(f"{split}: {chosen} (chosen on validation)", metrics))
+            plain = run["predictions"].query("split == @split")
+            after = load_run(run_dir)["predictions"].query("split == @label")
+            ids = worst_images(plain, split, 6, "px")
+            fig = spines_before_after(build_source(cfg, split), plain, after, ids,
+                                      labels=(f"{cfg.decoder}", chosen))
+            paths.append(save(fig, out / "figures" / f"spine_decoders-{run['name']}-{split}.png"))
+    if test_rows:
+        paths += write_table(pd.DataFrame(test_rows).set_index("decoder").round(4), out / "tables",
+                             f"spine_decoders-{run['name']}-test",
+                             caption=f"{run['name']}, test: the run's own decoder and the one chosen on validation, "
+                                     "each evaluated once")
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -304,6 +373,8 @@ def main() -> None:
     tb.add_argument("--reference-protocol", help="draw this protocol's validation MRE on the learning curves (e.g. cpu)")
     p = sub.add_parser("pilots", help="the table and learning curves of a recipe-pilot study (no training)")
     p.add_argument("--study", default="configs/pilots/isbi2015_recipe.json")
+    sd = sub.add_parser("spine-decoders", help="spine decoders on a run's validation images, the chosen one on test once")
+    sd.add_argument("--run", required=True, help="an AASCE run folder with checkpoints/best.pt")
     c = sub.add_parser("clinical", help="clinical measurements and SCR of every committed ISBI run (no training)")
     c.add_argument("--split", default="test1")
     c.add_argument("--root", help="the dataset's folder (default: the run's root, else ../shared/data/<dataset>)")
@@ -320,6 +391,8 @@ def main() -> None:
         print("\n".join(str(p) for p in tta_report(args.run, args.out_dir)))
     elif args.cmd == "tables":
         print(tables_report(args.dataset, args.protocol, args.out_dir, args.reference_protocol))
+    elif args.cmd == "spine-decoders":
+        print("\n".join(str(p) for p in spine_decoder_report(args.run)))
     elif args.cmd == "clinical":
         print("\n".join(str(p) for p in clinical_report(args.split, out_dir=args.out_dir, root=args.root,
                                                          class_ground_truth=args.class_ground_truth)))

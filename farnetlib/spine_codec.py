@@ -5,7 +5,8 @@ vertebrae look alike, and the network miscounts: a channel fires on the vertebra
 own, two channels land on one vertebra, and every Cobb angle built on them bends. Methods that detect
 vertebrae without identity and order them top to bottom (Yi et al., "Vertebra-focused landmark
 detection for scoliosis assessment", MICCAI 2020) avoid this by construction. This decoder brings
-that order to the existing 68-channel heatmaps, with no retraining (``decoder: "spine_ordered"``):
+that order to the existing 68-channel heatmaps, with no retraining (``decoder: "spine_ordered"``;
+``"spine_peaks"`` for ``mode="peaks"``):
 
 1. per corner type (top-left, top-right, bottom-left, bottom-right), the 17 channels are merged
    (their pixel-wise maximum) and the merged map's local maxima (``window`` x ``window``) are the
@@ -69,8 +70,6 @@ def ordered_assignment(scores: np.ndarray) -> np.ndarray:
 class OrderedSpineDecoder:
     """Decode ``(B, V * corners, H, W)`` spine heatmaps with the vertebrae in order (module docstring)."""
 
-    name = "spine_ordered"
-
     def __init__(self, corners: int = 4, mode: str = "assign", candidates: int = 40, window: int = 5,
                  min_peak: float = 0.02) -> None:
         if mode not in MODES:
@@ -78,6 +77,7 @@ class OrderedSpineDecoder:
         if window < 3 or window % 2 == 0:
             raise ValueError(f"window must be odd and >= 3, got {window}")
         self.corners, self.mode, self.candidates, self.window, self.min_peak = corners, mode, candidates, window, min_peak
+        self.name = "spine_ordered" if mode == "assign" else "spine_peaks"
         self._refine = QuadraticDecoder()
 
     def _candidates(self, merged: torch.Tensor) -> np.ndarray:

@@ -199,6 +199,20 @@ def test_spine_gpu_config_at_a_tiny_size_then_spine_tables_and_figures(aasce_roo
     assert len(pd.read_csv(tmp_path / "out" / "tables" / "spine_vertebrae-aasce_gpu-test.csv")) == 17
     for name in ("cobb_scatter", "bland_altman", "worst_spines"):
         assert (tmp_path / "out" / "figures" / f"{name}-aasce_gpu-test.png").stat().st_size > 5000, name
+    assert 0 <= test["mixup_%"] <= 100 and 0 <= test["mixup_images"] <= 128
+    # issue 38: the spine decoders on validation, the chosen one once on test, the before/after figure
+    from farnetlib.reproduce import spine_decoder_report
+
+    spine_decoder_report(run["path"], out_dir=tmp_path / "dec")
+    val = pd.read_csv(tmp_path / "dec" / "tables" / "spine_decoders-aasce_gpu-val.csv", index_col=0)
+    assert list(val.index) == ["quadratic", "spine_peaks", "spine_ordered"] and np.isfinite(val["MRE (px)"]).all()
+    assert (val["images"] == 48).all()
+    chosen = val["SMAPE (%)"].idxmin()
+    rows = pd.read_csv(tmp_path / "dec" / "tables" / "spine_decoders-aasce_gpu-test.csv", index_col=0)
+    assert len(rows) == (1 if chosen == "quadratic" else 2) and (rows["images"] == 128).all()
+    if chosen != "quadratic":
+        assert f"test_{chosen}" in json.loads((run["path"] / "metrics.json").read_text())["splits"]
+        assert (tmp_path / "dec" / "figures" / "spine_decoders-aasce_gpu-test.png").is_file()
 
 
 def test_hand_cpu_protocol_through_farnet_cv_then_crossval_tables_and_figures(hand_root, tmp_path):
