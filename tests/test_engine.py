@@ -124,6 +124,9 @@ def test_isbi_test2_is_evaluated_from_the_official_layout_alone(tmp_path):
     write_isbi_layout(tmp_path / "official", {"test2": Synthetic(seed=3, n=2, num_landmarks=19, image_size=(96, 80))})
     preds, m = evaluate(run_dir, "test2", root=tmp_path / "official", device="cpu", write=True)
     assert m["n_images"] == 2 and m["ground_truth"] == "mean" and set(preds["id"]) == {"001", "002"}
+    # the clinical block from the official layout alone: classes of the senior's landmarks, the junior beside
+    assert m["clinical"]["n_images"] == 2 and m["clinical"]["class_ground_truth"] == "senior"
+    assert 0 <= m["clinical"]["junior_vs_senior"]["mean_scr_%"] <= 100
     assert "test2" in load_run(run_dir)["metrics"]["splits"]
     _, senior = evaluate(run_dir, "test1", device="cpu", write=True, label="test1_senior", ground_truth="senior")
     run = load_run(run_dir)
