@@ -747,3 +747,15 @@ def test_39_u_malformed_coco_files_are_one_line(tmp_path):
         (tmp_path / "coco.json").write_text(json.dumps(bad))
         with pytest.raises(DatasetError, match="coco.json"):
             from_coco(tmp_path / "coco.json", tmp_path, tmp_path / "out")
+
+
+def test_41_cli_messages(capsys):
+    """Issue 41's CLI message gaps that are reliability's too: --set without '=', train without a config."""
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--set", "epochs"])
+    assert stop.value.code == 2 and "--set epochs: expected FIELD=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["train"])
+    assert stop.value.code == 2 and "train needs --config FILE" in capsys.readouterr().err
+    proc = subprocess.run([sys.executable, "-m", "farnetlib.data", "--help"], capture_output=True, text=True)
+    assert proc.stdout.startswith("usage: python -m farnetlib.data")

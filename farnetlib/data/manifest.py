@@ -296,7 +296,7 @@ def labels_outside(root: Path, dataset: str) -> tuple[list[str], list[str]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Build or check dataset manifests; 'verify csv ROOT' checks a "
+    ap = argparse.ArgumentParser(prog="python -m farnetlib.data", description="Build or check dataset manifests; 'verify csv ROOT' checks a "
                                              "generic copy (landmarks.csv) and lists every problem at once.")
     ap.add_argument("action", choices=("build", "verify"))
     ap.add_argument("dataset", choices=(*DATASETS, "csv"))

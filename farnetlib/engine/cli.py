@@ -34,7 +34,9 @@ from .training import train
 def _overrides(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
-        key, _, value = pair.partition("=")
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair}: expected FIELD=VALUE (e.g. --set epochs=3)")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -190,6 +192,9 @@ def _main(argv: list[str]) -> None:
         ap.print_help()
         return
     args = ap.parse_args(argv)
+    if args.cmd == "train" and not args.config and not args.set:
+        ap.error("train needs --config FILE (or --set FIELD=VALUE ...): without either it would start the paper's "
+                 "default (800 x 640, 300 epochs, batch 1: days on a CPU); e.g. farnet train --config configs/isbi2015_cpu.json")
     if args.cmd == "train":
         cfg = _config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None)
         try:

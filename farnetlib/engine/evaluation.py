@@ -216,8 +216,8 @@ def evaluate(run_or_checkpoint: str | Path, split: str, root: str | Path | None 
         if write and not force:
             existing = read_json_record(path / "metrics.json").get("splits", {})
             if label in existing:
-                raise FileExistsError(f"{path / 'metrics.json'} already holds an entry {label!r}; pass force=True "
-                                      "(--force) to replace it, or another label (--label)")
+                raise FileExistsError(f"{path / 'metrics.json'} already holds an entry {label!r}; pass --force "
+                                      "(force=True in Python) to replace it, or another --label")
         source = build_source(cfg, split)
         fn, execution = backend_heatmaps(path, backend, backend_precision, device)
         preds = predict_source(model, source, cfg, label, heatmaps=fn)
