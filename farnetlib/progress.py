@@ -1,16 +1,19 @@
-"""Progress bars: tqdm where someone watches, none in notebooks executed headless.
+"""Progress bars: tqdm where someone watches, none in notebooks executed headless or in logs.
 
 A notebook run by papermill (or ``jupyter nbconvert --execute``, or any nbclient) would store every
-bar update as an output of its own, hundreds of them before the first figure; there the engine's
-one line per epoch is the progress report. Interactive notebooks and terminals keep tqdm's bars.
+bar update as an output of its own, hundreds of them before the first figure; a command whose
+output goes to a file (``nohup farnet train ... > run.log``) would fill it with carriage returns.
+There the engine's one line per epoch is the progress report. Interactive notebooks and terminals
+keep tqdm's bars; ``FARNET_PROGRESS=1`` forces them, ``=0`` hides them everywhere.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from tqdm.auto import tqdm as _tqdm
 
-__all__ = ["tqdm", "headless_notebook"]
+__all__ = ["tqdm", "headless_notebook", "bars_wanted"]
 
 
 def headless_notebook() -> bool:
@@ -19,8 +22,21 @@ def headless_notebook() -> bool:
     return any(arg == "--HistoryManager.hist_file=:memory:" for arg in sys.argv)
 
 
+def bars_wanted() -> bool:
+    """Whether progress bars have a watcher: a terminal, or an interactive notebook."""
+    forced = os.environ.get("FARNET_PROGRESS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if headless_notebook():
+        return False
+    if "ipykernel" in sys.modules:  # an interactive notebook (its stderr is no terminal, but shows bars)
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 class tqdm(_tqdm):
-    """``tqdm.auto.tqdm``, disabled in a headless notebook kernel (``tqdm.write`` and the rest unchanged)."""
+    """``tqdm.auto.tqdm``, disabled where nobody watches it (:func:`bars_wanted`; ``tqdm.write`` and the
+    rest unchanged)."""
 
     def __init__(self, *args, disable: bool = False, **kwargs) -> None:
-        super().__init__(*args, disable=disable or headless_notebook(), **kwargs)
+        super().__init__(*args, disable=disable or not bars_wanted(), **kwargs)

@@ -759,3 +759,15 @@ def test_41_cli_messages(capsys):
     assert stop.value.code == 2 and "train needs --config FILE" in capsys.readouterr().err
     proc = subprocess.run([sys.executable, "-m", "farnetlib.data", "--help"], capture_output=True, text=True)
     assert proc.stdout.startswith("usage: python -m farnetlib.data")
+
+
+def test_41_a_training_logged_to_a_file_has_no_progress_bars(tmp_path):
+    """Issue 41: long commands write a line per epoch to a log, not carriage-return progress bars."""
+    cmd = [sys.executable, "-m", "farnetlib.engine.cli", "train", "--set", f"results_dir=\"{tmp_path}\"",
+           "run_name=\"log\"", f"dataset_options={json.dumps({'train': 10, 'test': 4, 'landmarks': 5, 'image_size': [96, 80]})}",
+           "val_count=3", "input_size=[64,64]", "sigma=2.0", "epochs=2", "batch_size=4", "backbone=\"resnet18\"",
+           "decoder_width=0.125", "precision=\"fp32\"", "backend=\"torch\"", "threads=1", "milestones=[1]"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "FARNET_PROGRESS": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr + proc.stdout
+    assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout
