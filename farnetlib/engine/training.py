@@ -98,6 +98,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
         data = build_train_data(cfg, proc, progress)
         trainer = _Trainer(cfg, data, proc, run_dir, execution_from)
         _write_run_records(cfg, run_dir, proc, resume, trainer, identity or data_identity(data.source))
+        if proc.main and progress:
+            print(_plan_line(cfg, data, run_dir, trainer), flush=True)
         start, best, history = _resume(trainer, run_dir, proc, progress) if resume else (0, math.inf, [])
         stretches = Stretches(run_dir, start, trainer.execution_record(), write=proc.main)
         for epoch in range(start, cfg.epochs):
@@ -170,6 +172,17 @@ class _Trainer:
         return {"precision": self.execution.precision, "channels_last": self.execution.channels_last,
                 "execution": self.execution.how, "cpu_flags": " ".join(self.execution.cpu_flags),
                 "allocator": allocator()}
+
+
+def _plan_line(cfg: TrainConfig, data: TrainData, run_dir: Path, trainer: _Trainer) -> str:
+    """One line at the start: what is trained on what, how long, and where it is written."""
+    tests = ", ".join(f"{sp} {len(src)}" if not isinstance(src, str) else f"{sp} absent"
+                      for sp, src in data.test_sources.items())
+    steps = math.ceil(len(data.train_idx) / cfg.batch_size)
+    size = "x".join(map(str, cfg.input_size))
+    return (f"training {cfg.dataset}: {len(data.train_idx)} train / {len(data.val_idx)} validation images"
+            f"{'; test ' + tests if tests else ''}; {cfg.backbone} at {size}, {cfg.epochs} epochs of {steps} steps "
+            f"(batch {cfg.batch_size}, {trainer.execution.precision}); run folder {run_dir}")
 
 
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -384,8 +397,10 @@ def _end_epoch(trainer: _Trainer, data: TrainData, cfg: TrainConfig, row: dict, 
         write_atomic(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
         if progress:
             val_txt = f", val MRE {row['val_mre']:.3f} {row['val_unit']}" if "val_mre" in row else ""
+            left = row["epoch_seconds"] * (cfg.epochs - epoch - 1) / 60
+            eta = f"; about {left:.0f} min left at this epoch's speed" if epoch + 1 < cfg.epochs else ""
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4g}{val_txt} "
-                       f"({row['epoch_seconds']:.1f} s)")
+                       f"({row['epoch_seconds']:.1f} s{eta})")
     proc.barrier()
     return best
 
