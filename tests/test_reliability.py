@@ -773,3 +773,4 @@ def test_41_a_training_logged_to_a_file_has_no_progress_bars(tmp_path):
     assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout and "min left at this epoch's speed" in proc.stdout
     plan = next(line for line in proc.stdout.splitlines() if line.startswith("training synthetic:"))
     assert "7 train / 3 validation images; test test 4; resnet18 at 64x64, 2 epochs of 2 steps" in plan and "log" in plan
+    assert "  test: 4 images, MRE " in proc.stdout and "everything: " in proc.stdout and '"splits"' not in proc.stdout

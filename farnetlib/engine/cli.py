@@ -97,6 +97,25 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
+def _summary(run_dir) -> str:
+    """A few lines per finished run: each split's MRE, SD and first SDR radius (and the spine's SMAPE,
+    the cephalograms' mean SCR beside the junior doctor's); the whole record stays in metrics.json."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    lines = []
+    for split, m in metrics.get("splits", {}).items():
+        unit, radii = m.get("unit", ""), m.get("radii") or []
+        sdr = f", SDR {radii[0]:g} {unit} {m[f'sdr_{radii[0]:g}']:.1f} %" if radii and f"sdr_{radii[0]:g}" in m else ""
+        extra = f", SMAPE {m['smape_%']:.1f} %" if "smape_%" in m else ""
+        clinical = m.get("clinical", {})
+        if "mean_scr_%" in clinical:
+            human = clinical.get("junior_vs_senior", {}).get("mean_scr_%")
+            extra += f", mean SCR {clinical['mean_scr_%']:.1f} %" + (f" (junior doctor {human:.1f} %)" if human else "")
+        lines.append(f"  {split}: {m['n_images']} images, MRE {m['mre']:.3f} ± {m['sd']:.3f} {unit}{sdr}{extra}")
+    skipped = metrics.get("skipped", {})
+    lines += [f"  {split}: skipped ({why})" for split, why in skipped.items()]
+    return "\n".join(lines + [f"everything: {run_dir / 'metrics.json'}"])
+
+
 def _stopped_exit(run_dirs: list) -> None:
     """After training: exit 3 with one line where a run stopped before its end (resumable), and say
     so plainly where the time limit left room for no epoch at all."""
@@ -204,7 +223,7 @@ def _main(argv: list[str]) -> None:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
             print(f"run folder: {run_dir}")
             if (run_dir / "metrics.json").is_file():
-                print((run_dir / "metrics.json").read_text())
+                print(_summary(run_dir))
             _stopped_exit([run_dir])
     elif args.cmd == "cv":
         from ..crossval import pooled_summary, pooled_table
