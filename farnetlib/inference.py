@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -214,6 +215,19 @@ def export_run(run_dir: str | Path, format: str = "onnx", out_dir: str | Path | 
     out.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, 3, *pre.input_size)
     graph = _FineOnly(model).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracers' FutureWarning / TracerWarning / DeprecationWarning say nothing about this graph
+        # (static shapes are what an export at one input size is): not printed at every final evaluation
+        for category in (FutureWarning, DeprecationWarning, torch.jit.TracerWarning):
+            warnings.simplefilter("ignore", category)
+        path = _export_graph(graph, example, out, format, pre, opset)
+    pre.source["format"] = format
+    pre.save(out / "preprocess.json")
+    return path
+
+
+def _export_graph(graph: torch.nn.Module, example: torch.Tensor, out: Path, format: str, pre: "Preprocess",
+                  opset: int) -> Path:
     if format == "onnx":
         path = out / "model.onnx"
         with torch.no_grad():
@@ -228,8 +242,6 @@ def export_run(run_dir: str | Path, format: str = "onnx", out_dir: str | Path | 
         ov.save_model(converted, str(path), compress_to_fp16=False)  # the weights stay fp32
     else:
         raise ValueError(f"format must be 'onnx' or 'openvino', got {format!r}")
-    pre.source["format"] = format
-    pre.save(out / "preprocess.json")
     return path
 
 
