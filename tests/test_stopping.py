@@ -105,10 +105,12 @@ def test_farnet_train_takes_a_time_limit_and_repeated_set(tmp_path, monkeypatch,
 
     times = iter([0.0])
     monkeypatch.setattr(stopping, "clock", lambda: next(times, 10_000.0))
-    main(["train", "--set", f"results_dir={tmp_path}", "run_name=\"cli\"", "--set", "epochs=3",
-          "--set", "synthetic_train=8", "--set", "synthetic_test=2", "--set", "val_count=2",
-          "synthetic_landmarks=3", "--set", "input_size=[64,64]", "backbone=\"resnet18\"", "precision=\"fp32\"",
-          "--time-limit", "5"])
+    with pytest.raises(SystemExit) as stop:  # stopped, resumable: exit 3 (issue 39)
+        main(["train", "--set", f"results_dir={tmp_path}", "run_name=\"cli\"", "--set", "epochs=3",
+              "--set", "synthetic_train=8", "--set", "synthetic_test=2", "--set", "val_count=2",
+              "synthetic_landmarks=3", "--set", "input_size=[64,64]", "backbone=\"resnet18\"", "precision=\"fp32\"",
+              "--time-limit", "5"])
+    assert stop.value.code == 3
     out = capsys.readouterr().out
     assert "stopped after epoch 1 of 3 (time limit (5 min" in out  # every --set counted: epochs=3 kept
     saved = pd.read_json(tmp_path / "cli" / "config.json", typ="series")

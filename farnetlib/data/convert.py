@@ -39,6 +39,8 @@ def write_generic(out_root: str | Path, rows: Sequence[dict], num_landmarks: int
     for existing in (target, out / "dataset.json"):
         if existing.exists():
             raise FileExistsError(f"{existing} exists; converting would replace it: choose another OUT_ROOT")
+    if any(not Path(r["image"]).resolve().is_relative_to(out.resolve()) for r in rows):
+        info = {**info, "images_outside_root": True}  # a conversion points at the images where they are
     optional = [c for c in ("id", "split", "fold", "spacing") if any(r.get(c) is not None for r in rows)]
     header = ["image", *optional] + [f"{a}{k}" for k in range(num_landmarks) for a in "xy"]
     buf = io.StringIO()
