@@ -369,6 +369,7 @@ def heatmap_backend(run_dir: str | Path, backend: str, precision: str = "fp32", 
     backend needs a file (re-exported when ``best.pt`` is newer than the export). ``"auto"``
     (:func:`resolve_backend`) falls back to torch, with a warning, if the export or compilation fails."""
     run_dir = Path(run_dir)
+    selected_checkpoint(run_dir)  # a missing run or checkpoint is one error, before any backend is tried
     chosen = resolve_backend(backend, device)
     if backend == "auto" and chosen != "torch":
         try:

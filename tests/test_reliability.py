@@ -774,3 +774,11 @@ def test_41_a_training_logged_to_a_file_has_no_progress_bars(tmp_path):
     plan = next(line for line in proc.stdout.splitlines() if line.startswith("training synthetic:"))
     assert "7 train / 3 validation images; test test 4; resnet18 at 64x64, 2 epochs of 2 steps" in plan and "log" in plan
     assert "  test: 4 images, MRE " in proc.stdout and "everything: " in proc.stdout and '"splits"' not in proc.stdout
+
+
+def test_41_predict_on_a_missing_run_is_one_error_without_a_warning(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", str(tmp_path / "no-such-run"), str(tmp_path), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert stop.value.code == 2 and "warning" not in captured.out + captured.err
+    assert captured.err.strip() == f"farnet: error: no run folder or checkpoint at {tmp_path / 'no-such-run'}"

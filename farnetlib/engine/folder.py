@@ -36,7 +36,7 @@ from ..spine import cobb_angles_with_ends
 from ..progress import tqdm
 from ..uncertainty import run_radii
 from .config import ConfigError
-from .runs import write_atomic
+from .runs import selected_checkpoint, write_atomic
 
 __all__ = ["predict_folder", "list_images"]
 
@@ -67,6 +67,7 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
     path = Path(run_or_checkpoint)
     if coverage is not None and not 0 < coverage < 1:
         raise ConfigError(f"coverage = {coverage}: the level of the error radii must lie in (0, 1), e.g. 0.9")
+    selected_checkpoint(path)  # the run first: it is the first argument
     files = list_images(images)
     out_dir = Path(out_dir)
     if (out_dir / "predictions.csv").is_file() and not force:

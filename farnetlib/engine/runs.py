@@ -232,6 +232,8 @@ def selected_checkpoint(run_or_checkpoint: str | Path) -> Path:
     """The selected model of a run folder (``checkpoints/best.pt``), or a checkpoint file given
     directly; a missing one says that weights are not in git and how to get them back."""
     path = Path(run_or_checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"no run folder or checkpoint at {path}")
     ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint at {ckpt}: a run's weights are not in git; train the run again "
