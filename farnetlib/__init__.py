@@ -4,7 +4,7 @@ from .heatmaps import ArgmaxDecoder, GaussianHeatmapEncoder, QuadraticDecoder, b
 from .losses import CoarseToFineLoss, EWCLoss, build_loss
 from .model import FARNet, FARNetOutput, farnet
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 __all__ = ["BACKBONES", "build_backbone", "FARNet", "FARNetOutput", "farnet", "EWCLoss", "build_loss",
            "CoarseToFineLoss", "GaussianHeatmapEncoder", "ArgmaxDecoder", "QuadraticDecoder",
            "build_decoder", "rescale_points"]
