@@ -314,26 +314,31 @@ def spine_decoder_report(run_dir: str | Path, decoders: tuple[str, ...] = SPINE_
     spec = get_dataset(cfg.dataset)
     source = build_source(cfg, spec.train_split)
     _, val_idx = validation_split(source, cfg)
-    rows = []
+    rows, decoded = [], {}
     for name in decoders:
         variant = replace(cfg, decoder=name)
-        preds = predict_source(model, source, variant, "val", indices=val_idx, progress=False)
-        rows.append(_spine_row(name, split_metrics(preds, variant, source)))
+        decoded[name] = predict_source(model, source, variant, "val", indices=val_idx, progress=False)
+        rows.append(_spine_row(name, split_metrics(decoded[name], variant, source)))
     val = pd.DataFrame(rows).set_index("decoder")
     chosen = str(val["SMAPE (%)"].idxmin())
     paths = write_table(val.round(4), out / "tables", f"spine_decoders-{run['name']}-val",
                         caption=f"{run['name']}, validation ({len(val_idx)} images): the spine decoders; chosen by the "
                                 f"lowest validation SMAPE: {chosen}")
+    first, last = decoders[0], decoders[-1]  # validation: the worst images decoded the first and the last way
+    fig = spines_before_after(source, decoded[first], decoded[last], worst_images(decoded[first], "val", 6, "px"),
+                              labels=(first, last))
+    paths.append(save(fig, out / "figures" / f"spine_decoders-{run['name']}-val.png"))
     test_rows, test = [], [s for s in spec.test_splits(cfg) if s in run["metrics"]["splits"]]
     for split in test:
-        test_rows.append(_spine_row(f"{split}: {cfg.decoder} (the run's)", run["metrics"]["splits"][split]))
+        plain = run["predictions"].query("split == @split")
+        own = split_metrics(plain, cfg, build_source(cfg, split))  # re-scored: runs of older code lack mixup_%
+        test_rows.append(_spine_row(f"{split}: {cfg.decoder} (the run's)", own))
         if chosen != cfg.decoder:
             label = f"{split}_{chosen}"
             done = run["metrics"]["splits"].get(label)
             metrics = done if done is not None else evaluate(run_dir, split, decoder=chosen, write=True,
                                                              backend="torch", device="cpu")[1]
             test_rows.append(_spine_row(f"{split}: {chosen} (chosen on validation)", metrics))
-            plain = run["predictions"].query("split == @split")
             after = load_run(run_dir)["predictions"].query("split == @label")
             ids = worst_images(plain, split, 6, "px")
             fig = spines_before_after(build_source(cfg, split), plain, after, ids,
