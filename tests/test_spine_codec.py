@@ -123,6 +123,8 @@ def test_farnet_predict_on_spines_writes_cobb_angles_and_draws_the_end_vertebrae
     images.mkdir()
     Image.fromarray(np.full((H, W), 90, np.uint8)).save(images / "s1.png")
     out = tmp_path / "out"
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"")  # predict checks the run exists; never read here
     folder.predict_folder(tmp_path / "run", images, out, coverage=None)
     import pandas as pd
 
