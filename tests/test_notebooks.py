@@ -252,7 +252,7 @@ def test_your_own_data_notebook(tmp_path):
     out = tmp_path / "own"
     executed = run_nb("06_your_own_data", tmp_path, out_dir=str(out), epochs=1, input_size=[64, 64],
                       decoder_width=0.125, val_count=3, demo_images=12, demo_landmarks=5, demo_image_size=[96, 80],
-                      threads=THREADS)
+                      threads=THREADS, run_name="own_data")
     outputs = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
     # headless (papermill): no per-batch bars, the one line per epoch instead
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
@@ -265,6 +265,16 @@ def test_your_own_data_notebook(tmp_path):
     assert metrics["test"]["dataset"] == "csv" and metrics["test"]["dataset_name"] == "demo_data"
     for name in ("training_images", "learning_curve", "worst_test_images"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_your_own_data_notebook_reruns_with_new_settings(tmp_path):
+    """Issue 41: notebook 06 re-run with other settings trains a new run (it had a fixed run_name: a traceback)."""
+    out = tmp_path / "own"
+    small = dict(out_dir=str(out), input_size=[64, 64], decoder_width=0.125, val_count=3, demo_images=12,
+                 demo_landmarks=5, demo_image_size=[96, 80], threads=THREADS)
+    run_nb("06_your_own_data", tmp_path, epochs=1, **small)
+    run_nb("06_your_own_data", tmp_path, epochs=2, **small)
+    assert len(list((out / "runs").glob("*/metrics.json"))) == 2
 
 
 def test_data_exploration_notebook_on_your_own_data(tmp_path):
