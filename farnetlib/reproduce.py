@@ -284,6 +284,7 @@ def clinical_report(split: str = "test1", results: str = "results", out_dir: str
 
 
 SPINE_DECODERS = ("quadratic", "spine_peaks", "spine_ordered")
+FIGURE_DPI_IMAGES = 90  # figures of whole radiographs: readable, and under 1 MB in git
 
 
 def _spine_row(decoder: str, m: dict) -> dict:
@@ -325,9 +326,9 @@ def spine_decoder_report(run_dir: str | Path, decoders: tuple[str, ...] = SPINE_
                         caption=f"{run['name']}, validation ({len(val_idx)} images): the spine decoders; chosen by the "
                                 f"lowest validation SMAPE: {chosen}")
     first, last = decoders[0], decoders[-1]  # validation: the worst images decoded the first and the last way
-    fig = spines_before_after(source, decoded[first], decoded[last], worst_images(decoded[first], "val", 6, "px"),
+    fig = spines_before_after(source, decoded[first], decoded[last], worst_images(decoded[first], "val", 4, "px"),
                               labels=(first, last))
-    paths.append(save(fig, out / "figures" / f"spine_decoders-{run['name']}-val.png"))
+    paths.append(save(fig, out / "figures" / f"spine_decoders-{run['name']}-val.png", dpi=FIGURE_DPI_IMAGES))
     test_rows, test = [], [s for s in spec.test_splits(cfg) if s in run["metrics"]["splits"]]
     for split in test:
         plain = run["predictions"].query("split == @split")
@@ -340,10 +341,10 @@ def spine_decoder_report(run_dir: str | Path, decoders: tuple[str, ...] = SPINE_
                                                              backend="torch", device="cpu")[1]
             test_rows.append(_spine_row(f"{split}: {chosen} (chosen on validation)", metrics))
             after = load_run(run_dir)["predictions"].query("split == @label")
-            ids = worst_images(plain, split, 6, "px")
+            ids = worst_images(plain, split, 4, "px")
             fig = spines_before_after(build_source(cfg, split), plain, after, ids,
                                       labels=(f"{cfg.decoder}", chosen))
-            paths.append(save(fig, out / "figures" / f"spine_decoders-{run['name']}-{split}.png"))
+            paths.append(save(fig, out / "figures" / f"spine_decoders-{run['name']}-{split}.png", dpi=FIGURE_DPI_IMAGES))
     if test_rows:
         paths += write_table(pd.DataFrame(test_rows).set_index("decoder").round(4), out / "tables",
                              f"spine_decoders-{run['name']}-test",
