@@ -24,7 +24,6 @@ image (:mod:`farnetlib.ceph`, from the sub-pixel predictions) and ``predict`` at
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.io import read_gray
+from .data.io import read_gray, sha256_file
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_input
 from .engine.runs import selected_checkpoint
 from .heatmaps import HeatmapCodec
@@ -207,7 +206,7 @@ def export_run(run_dir: str | Path, format: str = "onnx", out_dir: str | Path | 
     model = model.to(memory_format=torch.contiguous_format)
     if input_size is not None:
         pre.input_size = (int(input_size[0]), int(input_size[1]))
-    pre.source["checkpoint_sha256"] = _sha256(selected_checkpoint(run_dir))
+    pre.source["checkpoint_sha256"] = sha256_file(selected_checkpoint(run_dir))
     folder = run_dir if run_dir.is_dir() else run_dir.parent
     own_size = tuple(pre.input_size) == tuple(cfg.input_size)
     out = Path(out_dir) if out_dir is not None else folder / (
@@ -396,14 +395,6 @@ def heatmap_backend(run_dir: str | Path, backend: str, precision: str = "fp32", 
     return impl, Preprocess.load(folder / "preprocess.json")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _export_matches(model_file: Path, run_dir: Path) -> bool:
     """True where ``model_file`` and its ``preprocess.json`` were exported from the run's selected
     checkpoint at the run's own input size (an export at another size, of another checkpoint, or
@@ -414,7 +405,7 @@ def _export_matches(model_file: Path, run_dir: Path) -> bool:
         pre = Preprocess.load(model_file.parent / "preprocess.json")
     except (OSError, ValueError, TypeError):
         return False
-    if pre.source.get("checkpoint_sha256") != _sha256(selected_checkpoint(run_dir)):
+    if pre.source.get("checkpoint_sha256") != sha256_file(selected_checkpoint(run_dir)):
         return False
     config = (run_dir if run_dir.is_dir() else run_dir.parent.parent) / "config.json"
     if config.is_file():

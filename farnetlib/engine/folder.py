@@ -77,7 +77,7 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
         predictor = Predictor(predictor.backend, replace(predictor.pre, decoder=decoder), predictor.batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     radii = run_radii(path, 1 - coverage) if coverage is not None and path.is_dir() else None
-    tables, skipped, points, cobb = [], [], [], []
+    tables, skipped, measured_rows, cobb = [], [], [], []
     analysis = predictor.analysis
     spine = getattr(DATASETS.get(predictor.pre.dataset), "extra_metrics", None) == "spine"
     for file in tqdm(files, desc="predict", disable=not progress):
@@ -90,20 +90,22 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
         if radii is not None:
             table["radius_px"] = radii[1][table["landmark"].to_numpy() - 1]
         tables.append(table)
-        points.append(table[["x", "y"]].to_numpy())
-        measured = predictor.measure(points[-1][None], [file.name]).iloc[0] if analysis is not None else None
-        curves = _cobb_row(file.name, points[-1], image.shape[0]) if spine else None
+        pts = table[["x", "y"]].to_numpy()
+        measured = predictor.measure(pts[None], [file.name]) if analysis is not None else None
+        if measured is not None:
+            measured_rows.append(measured)
+        curves = _cobb_row(file.name, pts, image.shape[0]) if spine else None
         if curves is not None:
             cobb.append(curves[0])
         if overlays:
-            _overlay(image, points[-1], out_dir / "overlays" / f"{file.name}.png",
-                     None if radii is None else table["radius_px"].to_numpy(), analysis, measured, curves)
+            _overlay(image, pts, out_dir / "overlays" / f"{file.name}.png",
+                     None if radii is None else table["radius_px"].to_numpy(), analysis,
+                     None if measured is None else measured.iloc[0], curves)
     columns = ["image", "landmark", "landmark_name", "x", "y", "peak"] + (["radius_px"] if radii is not None else [])
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     write_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
     if analysis is not None:
-        names = [t["image"].iloc[0] for t in tables]
-        measurements = (predictor.measure(np.stack(points), names) if points else
+        measurements = (pd.concat(measured_rows) if measured_rows else
                         pd.DataFrame(columns=[c for n in analysis.names for c in (n, f"{n}_class")]).rename_axis("image"))
         write_atomic(out_dir / "measurements.csv", measurements.to_csv())
         table.attrs["measurements_csv"] = str(out_dir / "measurements.csv")
@@ -151,4 +153,3 @@ def _overlay(image: np.ndarray, pts: np.ndarray, path: Path, radii: np.ndarray |
         ax.annotate(str(k + 1), (x, y), xytext=(3, 3), textcoords="offset points", color="yellow", fontsize=6)
     ax.axis("off")
     fig.savefig(path, dpi=100, bbox_inches="tight")
-
