@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 __all__ = ["rescale_points", "GaussianHeatmapEncoder", "ArgmaxDecoder", "QuadraticDecoder", "DarkDecoder",
-           "HeatmapCodec", "build_decoder", "DECODERS"]
+           "HeatmapCodec", "build_decoder", "heatmap_channels", "DECODERS", "TARGETS"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -184,30 +184,56 @@ class DarkDecoder:
     __call__ = decode
 
 
-def _spine_ordered():
+def _spine_ordered(num_landmarks: int | None = None):
     from .spine_codec import OrderedSpineDecoder
 
     return OrderedSpineDecoder(mode="assign")
 
 
-def _spine_peaks():
+def _spine_peaks(num_landmarks: int | None = None):
     from .spine_codec import OrderedSpineDecoder
 
     return OrderedSpineDecoder(mode="peaks")
 
 
+def _spine_corners(num_landmarks: int | None = None):
+    from .spine_codec import CornerTypeDecoder
+
+    if num_landmarks is None or num_landmarks % 4:
+        raise ValueError(f"the spine_corners decoder needs the number of landmarks (vertebrae x 4 corners), got {num_landmarks}")
+    return CornerTypeDecoder(vertebrae=num_landmarks // 4)
+
+
 DECODERS = {"argmax": ArgmaxDecoder, "quadratic": QuadraticDecoder, "dark": DarkDecoder,
-            "spine_ordered": _spine_ordered, "spine_peaks": _spine_peaks}
+            "spine_ordered": _spine_ordered, "spine_peaks": _spine_peaks, "spine_corners": _spine_corners}
+
+# What the network's heatmaps are: one per landmark (FARNet), or one per corner type of a spine
+# (identity-free targets, :mod:`farnetlib.spine_codec`; decoded by ``spine_corners``).
+TARGETS = ("landmarks", "spine_corners")
 
 
-def build_decoder(name: str):
+def heatmap_channels(targets: str, num_landmarks: int) -> int:
+    """How many heatmaps the network outputs for ``num_landmarks`` landmarks with ``targets``."""
+    if targets == "landmarks":
+        return num_landmarks
+    if targets == "spine_corners":
+        if num_landmarks % 4:
+            raise ValueError(f"targets 'spine_corners' need vertebrae x 4 corner landmarks (the AASCE order); "
+                             f"this data has {num_landmarks}")
+        return 4
+    raise ValueError(f"unknown targets {targets!r}; known: {', '.join(TARGETS)}")
+
+
+def build_decoder(name: str, num_landmarks: int | None = None):
     """A decoder by name: ``argmax`` (the reference code's), ``quadratic`` (sub-pixel, per axis),
     ``dark`` (distribution-aware, 2-D), ``spine_ordered`` (the AASCE spine's vertebrae decoded in
-    order, :mod:`farnetlib.spine_codec`; it needs the spine's vertebra x 4 corner channels) or
-    ``spine_peaks`` (the same, identity from order alone)."""
+    order, :mod:`farnetlib.spine_codec`; it needs the spine's vertebra x 4 corner channels),
+    ``spine_peaks`` (the same, identity from order alone) or ``spine_corners`` (the 4 corner-type
+    heatmaps of ``targets: "spine_corners"``; ``num_landmarks`` says how many vertebrae)."""
     if name not in DECODERS:
         raise ValueError(f"unknown decoder {name!r}; known decoders: {', '.join(DECODERS)}")
-    return DECODERS[name]()
+    factory = DECODERS[name]
+    return factory(num_landmarks) if name.startswith("spine_") else factory()
 
 
 class HeatmapCodec:
@@ -219,14 +245,32 @@ class HeatmapCodec:
     ``(B, K, h, w)`` heatmaps (any precision) and returns ``(B, K, 2)`` points in input pixels and
     ``(B, K)`` peak values, decoded in float32. FARNet has two: the coarse output (half the input
     size) and the fine one (the input size).
+
+    ``targets="spine_corners"`` (with ``decoder="spine_corners"`` and ``num_landmarks``): the
+    heatmaps are the 4 corner types of a spine (:mod:`farnetlib.spine_codec`), not one per landmark;
+    :meth:`encode` still takes the K landmarks, :meth:`decode` still returns them.
     """
 
     def __init__(self, input_size: Sequence[int], heatmap_size: Sequence[int], sigma: float | None,
-                 decoder: str = "quadratic") -> None:
+                 decoder: str = "quadratic", targets: str = "landmarks", num_landmarks: int | None = None) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.encoder = None if sigma is None else GaussianHeatmapEncoder(sigma)  # None: a decode-only codec
-        self.decoder = build_decoder(decoder)
+        if targets not in TARGETS:
+            raise ValueError(f"unknown targets {targets!r}; known: {', '.join(TARGETS)}")
+        if (targets == "spine_corners") != (decoder == "spine_corners"):
+            raise ValueError(f"targets {targets!r} and decoder {decoder!r} do not go together: the spine_corners "
+                             f"decoder decodes exactly the spine_corners targets")
+        self.targets = targets
+        self.decoder = build_decoder(decoder, num_landmarks)
+
+    def channel_present(self, present: torch.Tensor | None) -> torch.Tensor | None:
+        """``(N, K)`` labelled landmarks -> ``(N, channels)`` heatmaps that enter the loss (None: all)."""
+        if present is None or self.targets == "landmarks":
+            return present
+        from .spine_codec import corner_type_present
+
+        return corner_type_present(present)
 
     @property
     def same_size(self) -> bool:
@@ -244,7 +288,12 @@ class HeatmapCodec:
         if not self.same_size:  # the fine output skips the identity map, so its numbers stay bit-identical
             pts = rescale_points(pts, self.input_size, self.heatmap_size)
         targets = self.encoder.encode(pts, self.heatmap_size)
-        return targets if present is None else targets * present[..., None, None].to(targets.dtype)
+        targets = targets if present is None else targets * present[..., None, None].to(targets.dtype)
+        if self.targets == "spine_corners":
+            from .spine_codec import corner_type_targets
+
+            targets = corner_type_targets(targets)
+        return targets
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if tuple(heatmaps.shape[-2:]) != self.heatmap_size:

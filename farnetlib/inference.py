@@ -38,7 +38,7 @@ import torch
 from .data.io import read_gray, sha256_file
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_input
 from .engine.runs import selected_checkpoint
-from .heatmaps import HeatmapCodec
+from .heatmaps import HeatmapCodec, heatmap_channels
 from .progress import tqdm
 
 __all__ = ["BACKENDS", "resolve_backend", "Preprocess", "Predictor", "export_run", "quantize_run", "make_backend", "MissingExtra",
@@ -75,6 +75,7 @@ class Preprocess:
     num_landmarks: int
     landmark_names: list[str]
     decoder: str = "quadratic"
+    targets: str = "landmarks"  # the heatmaps: one per landmark, or "spine_corners" (4 corner types; config `targets`)
     intensity_range: str = "0-1"  # "0-255": the reference code's 0-255 intensities before ImageNet normalisation
     contrast: str = "none"  # "clahe": adaptive histogram equalisation at the input size (config `contrast`)
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -169,7 +170,7 @@ def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Prepr
     except (OSError, ValueError):  # a generic dataset that is not on this machine
         spacing = spec.spacing_mm
     return Preprocess(input_size=tuple(cfg.input_size), num_landmarks=num_landmarks, landmark_names=names,
-                      decoder=cfg.decoder, intensity_range=cfg.intensity_range, contrast=cfg.contrast,
+                      decoder=cfg.decoder, targets=cfg.targets, intensity_range=cfg.intensity_range, contrast=cfg.contrast,
                       dataset=cfg.dataset,
                       spacing_rule=described.get("spacing", ""),
                       spacing_mm=spacing, run=run_dir.name,
@@ -191,7 +192,8 @@ def _load_run_model(run_dir: Path):
 
     model, cfg, state = load_checkpoint(selected_checkpoint(run_dir), device="cpu")  # one read of best.pt
     folder = run_dir if run_dir.is_dir() else run_dir.parent.parent
-    return model.float().eval(), cfg, _preprocess_of(cfg, model.num_landmarks, folder, state)
+    num_landmarks = int(state.get("num_landmarks", model.num_landmarks))  # the model's heatmaps may be fewer (targets)
+    return model.float().eval(), cfg, _preprocess_of(cfg, num_landmarks, folder, state)
 
 
 def export_run(run_dir: str | Path, format: str = "onnx", out_dir: str | Path | None = None,
@@ -429,7 +431,8 @@ class Predictor:
         from .ceph import Analysis
 
         self.backend, self.pre, self.batch_size = backend, preprocess, batch_size
-        self.codec = HeatmapCodec(preprocess.input_size, preprocess.input_size, None, preprocess.decoder)
+        self.codec = HeatmapCodec(preprocess.input_size, preprocess.input_size, None, preprocess.decoder,
+                                  targets=preprocess.targets, num_landmarks=preprocess.num_landmarks)
         self.analysis = (Analysis.from_dict(preprocess.analysis, where="preprocess.json analysis")
                          if preprocess.analysis else None)
 
@@ -470,9 +473,9 @@ class Predictor:
                 raise ValueError(f"the {self.backend.name} model refused an input batch of shape {batch.shape} "
                                  f"(preprocess.json input_size {list(self.pre.input_size)}): "
                                  f"{str(err).splitlines()[0][:300]}") from None
-            expected = (self.pre.num_landmarks, *self.pre.input_size)
+            expected = (heatmap_channels(self.pre.targets, self.pre.num_landmarks), *self.pre.input_size)
             if tuple(heatmaps.shape[1:]) != expected:
-                raise ValueError(f"the model gives heatmaps of shape {tuple(heatmaps.shape[1:])} (landmarks, H, W); its "
+                raise ValueError(f"the model gives heatmaps of shape {tuple(heatmaps.shape[1:])} (heatmaps, H, W); its "
                                  f"preprocess.json says {expected}: the two files do not belong together")
             p, q = self.decode(heatmaps, [im.shape[:2] for im in chunk])
             points.append(p)

@@ -22,6 +22,13 @@ that order to the existing 68-channel heatmaps, with no retraining (``decoder: "
 4. each corner is refined to sub-pixel on the merged map (:class:`farnetlib.heatmaps.QuadraticDecoder`
    on the 3 x 3 neighbourhood) and its peak value is its own channel's value there.
 
+Identity-free targets (issue 38, option 2; config ``targets: "spine_corners"``): instead of one
+heatmap per corner per vertebra, FARNet is trained on one heatmap per corner *type* (4 channels, each
+with a Gaussian at that corner of every vertebra: :func:`corner_type_targets`), so it never has to
+count vertebrae from local evidence. :class:`CornerTypeDecoder` (``decoder: "spine_corners"``) turns
+them back into the 68 landmarks: per channel the ``vertebrae`` strongest local maxima, sorted top to
+bottom, assigned in order.
+
 The landmark order is the AASCE one (:mod:`farnetlib.spine`): vertebra-major, 4 corners each.
 """
 from __future__ import annotations
@@ -32,7 +39,8 @@ import torch.nn.functional as F
 
 from .heatmaps import QuadraticDecoder
 
-__all__ = ["OrderedSpineDecoder", "ordered_assignment", "MODES"]
+__all__ = ["OrderedSpineDecoder", "CornerTypeDecoder", "ordered_assignment", "corner_type_targets",
+           "corner_type_present", "local_maxima", "MODES"]
 
 MODES = ("assign", "peaks")
 
@@ -67,6 +75,97 @@ def ordered_assignment(scores: np.ndarray) -> np.ndarray:
     return out
 
 
+def local_maxima(heatmap: torch.Tensor, window: int = 5, min_peak: float = 0.02, limit: int | None = None) -> np.ndarray:
+    """``(m, 2)`` integer (y, x) of the ``(H, W)`` map's local maxima over ``window`` x ``window``
+    that reach ``min_peak`` x its maximum, the strongest first (at most ``limit``)."""
+    pooled = F.max_pool2d(heatmap[None, None], window, stride=1, padding=window // 2)[0, 0]
+    top = heatmap.max()
+    keep = heatmap == pooled
+    if top > 0:  # an untrained network's maps may lie below zero: then every local maximum counts
+        keep &= heatmap >= min_peak * top
+    ys, xs = torch.nonzero(keep, as_tuple=True)
+    order = torch.argsort(heatmap[ys, xs], descending=True)[:limit]
+    return torch.stack([ys[order], xs[order]], dim=1).numpy()
+
+
+def _subpixel(heatmap: torch.Tensor, yx: np.ndarray) -> np.ndarray:
+    """(x, y) of integer (y, x) peaks refined on their 3 x 3 neighbourhood of the ``(H, W)`` map
+    (:class:`farnetlib.heatmaps.QuadraticDecoder`); on the image border, the axis across it stays integer
+    (the peak's other side is not in the map)."""
+    padded = F.pad(heatmap[None, None], (1, 1, 1, 1), mode="constant", value=float(heatmap.min()) - 1.0)[0, 0]
+    patches = torch.stack([padded[y:y + 3, x:x + 3] for y, x in yx])  # centre = the candidate
+    pts, _ = QuadraticDecoder().decode(patches[None])
+    pts = pts[0].numpy() - 1.0 + yx[:, ::-1]
+    h, w = heatmap.shape
+    border = np.stack([(yx[:, 1] == 0) | (yx[:, 1] == w - 1), (yx[:, 0] == 0) | (yx[:, 0] == h - 1)], axis=1)
+    return np.where(border, yx[:, ::-1], pts)
+
+
+def corner_type_targets(heatmaps: torch.Tensor, corners: int = 4) -> torch.Tensor:
+    """``(..., V * corners, H, W)`` per-landmark targets (vertebra-major) -> ``(..., corners, H, W)``:
+    per corner type the pixel-wise maximum over the vertebrae (a unit Gaussian at each vertebra's corner)."""
+    *lead, k, h, w = heatmaps.shape
+    if k % corners:
+        raise ValueError(f"spine_corners targets need vertebrae x {corners} corners landmarks, got {k}")
+    return heatmaps.reshape(*lead, k // corners, corners, h, w).amax(dim=-4)
+
+
+def corner_type_present(present: torch.Tensor, corners: int = 4) -> torch.Tensor:
+    """``(N, V * corners)`` labelled landmarks -> ``(N, corners)``: a corner type's heatmap enters the
+    loss where any vertebra has that corner labelled (a missing one is then a zero in its target)."""
+    n, k = present.shape
+    return present.reshape(n, k // corners, corners).any(dim=1)
+
+
+class CornerTypeDecoder:
+    """Decode ``(B, corners, H, W)`` identity-free spine heatmaps into ``(B, vertebrae x corners)``
+    landmarks (module docstring): per corner type the ``vertebrae`` strongest local maxima
+    (``window`` x ``window``), sorted top to bottom and assigned in order, each refined to sub-pixel
+    on its channel. Where a channel has fewer maxima than vertebrae, the lowest vertebrae take the
+    lowest maximum found, with peak value 0 (so that their low confidence shows)."""
+
+    name = "spine_corners"
+
+    def __init__(self, vertebrae: int = 17, corners: int = 4, window: int = 5, min_peak: float = 0.02) -> None:
+        if vertebrae < 1:
+            raise ValueError(f"vertebrae must be >= 1, got {vertebrae}")
+        if window < 3 or window % 2 == 0:
+            raise ValueError(f"window must be odd and >= 3, got {window}")
+        self.vertebrae, self.corners, self.window, self.min_peak = vertebrae, corners, window, min_peak
+
+    def _decode_channel(self, channel: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """One ``(H, W)`` corner-type map -> ``(V, 2)`` points top to bottom and ``(V,)`` peaks."""
+        yx = local_maxima(channel, self.window, self.min_peak, limit=self.vertebrae)
+        if len(yx) == 0:  # not a finite map's usual case; its maximum then stands for all
+            yx = np.array([divmod(int(channel.argmax()), channel.shape[1])])
+        yx = yx[np.lexsort((yx[:, 1], yx[:, 0]))]  # top to bottom (ties: left to right)
+        pts, peak = _subpixel(channel, yx), channel[yx[:, 0], yx[:, 1]].numpy()
+        missing = self.vertebrae - len(yx)
+        if missing:
+            pts = np.concatenate([pts, np.repeat(pts[-1:], missing, axis=0)])
+            peak = np.concatenate([peak, np.zeros(missing, dtype=peak.dtype)])
+        return pts, peak
+
+    def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, corners, H, W)`` -> points ``(B, V x corners, 2)`` (x, y) in heatmap pixels and peak values."""
+        if heatmaps.ndim != 4 or heatmaps.shape[1] != self.corners:
+            raise ValueError(f"the spine_corners decoder needs (B, {self.corners} corner types, H, W) heatmaps "
+                             f"(a model trained with targets 'spine_corners'), got {tuple(heatmaps.shape)}")
+        maps = heatmaps.detach().float().cpu()
+        if not torch.isfinite(maps).all():
+            raise ValueError("heatmaps contain NaN or inf")
+        b = maps.shape[0]
+        pts = np.zeros((b, self.vertebrae, self.corners, 2))
+        peak = np.zeros((b, self.vertebrae, self.corners))
+        for i in range(b):
+            for c in range(self.corners):
+                pts[i, :, c], peak[i, :, c] = self._decode_channel(maps[i, c])
+        k = self.vertebrae * self.corners
+        return (torch.from_numpy(pts.reshape(b, k, 2)).float(), torch.from_numpy(peak.reshape(b, k)).float())
+
+    __call__ = decode
+
+
 class OrderedSpineDecoder:
     """Decode ``(B, V * corners, H, W)`` spine heatmaps with the vertebrae in order (module docstring)."""
 
@@ -80,22 +179,6 @@ class OrderedSpineDecoder:
         self.name = "spine_ordered" if mode == "assign" else "spine_peaks"
         self._refine = QuadraticDecoder()
 
-    def _candidates(self, merged: torch.Tensor) -> np.ndarray:
-        """``(m, 2)`` integer (y, x) of the merged map's local maxima, the strongest first."""
-        pooled = F.max_pool2d(merged[None, None], self.window, stride=1, padding=self.window // 2)[0, 0]
-        keep = (merged == pooled) & (merged >= self.min_peak * merged.max().clamp_min(1e-12))
-        ys, xs = torch.nonzero(keep, as_tuple=True)
-        values = merged[ys, xs]
-        order = torch.argsort(values, descending=True)[: self.candidates]
-        return torch.stack([ys[order], xs[order]], dim=1).numpy()
-
-    def _subpixel(self, merged: torch.Tensor, yx: np.ndarray) -> np.ndarray:
-        """(x, y) of candidates refined on the 3 x 3 neighbourhood of the merged map."""
-        padded = F.pad(merged[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-        patches = torch.stack([padded[y:y + 3, x:x + 3] for y, x in yx])  # centre = the candidate
-        pts, _ = self._refine.decode(patches[None])
-        return pts[0].numpy() - 1.0 + yx[:, ::-1]
-
     def _decode_one(self, maps: torch.Tensor, own: torch.Tensor, own_peak: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """One image's ``(V, corners, H, W)`` maps -> ``(V, corners, 2)`` points and ``(V, corners)`` peaks."""
         v_count = maps.shape[0]
@@ -103,7 +186,7 @@ class OrderedSpineDecoder:
         for c in range(self.corners):
             channel = maps[:, c]
             merged = channel.amax(dim=0)
-            yx = self._candidates(merged)
+            yx = local_maxima(merged, self.window, self.min_peak, self.candidates)
             if len(yx) == 0:
                 continue
             yx = yx[np.lexsort((yx[:, 1], yx[:, 0]))]  # top to bottom (ties: left to right)
@@ -117,7 +200,7 @@ class OrderedSpineDecoder:
                 continue
             has = chosen >= 0
             if has.any():
-                refined = self._subpixel(merged, yx[chosen[has]])
+                refined = _subpixel(merged, yx[chosen[has]])
                 pts[has, c] = refined
                 peak[has, c] = scores[np.flatnonzero(has), chosen[has]]
         return pts, peak

@@ -121,6 +121,8 @@ def tta_evaluate(run_dir, split: str, tta: TTA, root=None):
         indices = validation_split(source, cfg)[1]
     else:
         source, indices = build_source(cfg, split), None
+    if cfg.targets == "spine_corners" and tta.flip_permutation is not None:  # the corner types mirror, not the landmarks
+        tta = replace(tta, flip_permutation=tuple(p % 4 for p in tta.flip_permutation[:4]))
     forward = _forward(model)
     preds = predict_source(model, source, cfg, split, indices=indices, progress=False,
                            heatmaps=lambda x: tta_heatmaps(forward, x, tta))

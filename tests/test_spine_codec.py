@@ -136,3 +136,97 @@ def test_farnet_predict_on_spines_writes_cobb_angles_and_draws_the_end_vertebrae
     names = [f"T{k}" for k in range(1, 13)] + [f"L{k}" for k in range(1, 6)]
     assert table["PT_ends"][0] == f"{names[ends[0][0]]}-{names[ends[0][1]]}"
     assert (out / "overlays" / "s1.png.png").is_file()
+
+
+# --- identity-free targets: one heatmap per corner type (config targets "spine_corners") ---------------
+
+def test_corner_type_targets_round_trip_on_straight_and_curved_spines():
+    from farnetlib.heatmaps import HeatmapCodec
+
+    for curve in (0.0, 30.0):  # an S curve 30 px to each side, vertebrae tilted up to 40 degrees
+        truth = spine(curve)
+        codec = HeatmapCodec((H, W), (H, W), sigma=2.0, decoder="spine_corners", targets="spine_corners",
+                             num_landmarks=68)
+        maps = codec.encode(truth)
+        assert maps.shape == (4, H, W)  # 4 corner types, 17 unit Gaussians each
+        per_landmark = GaussianHeatmapEncoder(2.0).encode(truth, (H, W))
+        assert torch.equal(maps[0], per_landmark[0::4].amax(0))  # top-left corners of every vertebra
+        pts, peak = codec.decode(maps[None])
+        np.testing.assert_allclose(pts[0].numpy(), truth, atol=0.02)
+        assert (peak > 0.9).all()
+        assert not vertebra_mixups(pts.numpy() * 10, truth[None] * 10).any()
+
+
+def test_corner_type_decoding_orders_the_strongest_peaks_and_ignores_weaker_spurious_ones():
+    from farnetlib.spine_codec import CornerTypeDecoder, corner_type_targets
+
+    truth = spine(20.0)
+    maps = corner_type_targets(GaussianHeatmapEncoder(2.0).encode(truth, (H, W)))
+    above = truth[:4].copy()
+    above[:, 1] -= 13  # a vertebra above T1 (C7) with a weak response: not one of the 17
+    maps = torch.maximum(maps, 0.3 * GaussianHeatmapEncoder(2.0).encode(above, (H, W)))
+    pts, _ = CornerTypeDecoder(vertebrae=17).decode(maps[None])
+    np.testing.assert_allclose(pts[0].numpy(), truth, atol=0.02)
+
+
+def test_a_top_vertebra_cut_by_the_border_is_found_and_a_missing_one_shows_as_zero_peaks():
+    from farnetlib.spine_codec import CornerTypeDecoder, corner_type_targets
+
+    truth = spine(15.0)
+    cut = truth.copy()
+    cut[:4, 1] = [-1.0, -3.0, -1.5, -2.0]  # T1's corners 1-3 px above the image: only their tails are inside
+    maps = corner_type_targets(GaussianHeatmapEncoder(2.0).encode(cut, (H, W)))
+    pts, peak = CornerTypeDecoder(vertebrae=17).decode(maps[None])
+    np.testing.assert_allclose(pts[0, 4:].numpy(), truth[4:], atol=0.02)  # T2 ... L5 in their place
+    assert (pts[0, :4, 1] == 0).all()  # T1 on the border, above its neighbour
+    gone = truth.copy()
+    gone[:4, 1] -= 200  # far above the image: 16 vertebrae to decode into 17 slots, filled top down
+    maps = corner_type_targets(GaussianHeatmapEncoder(2.0).encode(gone, (H, W)))
+    pts, peak = CornerTypeDecoder(vertebrae=17).decode(maps[None])
+    np.testing.assert_allclose(pts[0, :64].numpy(), truth[4:], atol=0.02)
+    assert (peak[0, 64:] == 0).all()  # the slot without a peak says so
+
+
+def test_corner_type_targets_and_decoder_go_together():
+    from farnetlib.engine import ConfigError, TrainConfig
+    from farnetlib.heatmaps import HeatmapCodec
+
+    with pytest.raises(ValueError, match="do not go together"):
+        HeatmapCodec((H, W), (H, W), 2.0, decoder="quadratic", targets="spine_corners", num_landmarks=68)
+    with pytest.raises(ValueError, match="number of landmarks"):
+        build_decoder("spine_corners")
+    with pytest.raises(ValueError, match=r"4 corner types"):
+        build_decoder("spine_corners", 68).decode(torch.zeros(1, 68, 32, 32))
+    with pytest.raises(ConfigError, match="'targets'.*set both or neither"):
+        TrainConfig(targets="spine_corners")
+    with pytest.raises(ConfigError, match="'decoder'"):
+        TrainConfig(decoder="spine_corners")
+    cfg = TrainConfig(dataset="aasce", root="x", targets="spine_corners", decoder="spine_corners")
+    assert cfg.heatmap_channels(68) == 4
+    with pytest.raises(ConfigError, match="vertebrae x 4 corner landmarks.*37"):
+        cfg.heatmap_channels(37)
+    # runs from before the field keep their folder names
+    assert TrainConfig().default_run_name() == TrainConfig(targets="landmarks").default_run_name()
+
+
+def test_training_on_corner_type_targets_predicts_every_landmark(tmp_path):
+    """A tiny run (8 synthetic landmarks = 2 'vertebrae') trains a 4-channel FARNet, records the
+    landmark count, and its validation, evaluation and Predictor return all 8 landmarks."""
+    import pandas as pd
+    from helpers import TINY_SYNTHETIC, tiny
+
+    from farnetlib.engine import train
+    from farnetlib.engine.evaluation import load_checkpoint
+    from farnetlib.inference import Predictor
+
+    cfg = tiny(tmp_path, run_name="corners", epochs=1, dataset_options={**TINY_SYNTHETIC, "landmarks": 8},
+               targets="spine_corners", decoder="spine_corners")
+    run = train(cfg, progress=False)
+    model, _, state = load_checkpoint(run / "checkpoints" / "best.pt", "cpu")
+    assert model.num_landmarks == 4 and state["num_landmarks"] == 8  # 4 heatmaps for 8 landmarks
+    preds = pd.read_csv(run / "predictions.csv")
+    assert sorted(preds["landmark"].unique()) == list(range(1, 9))
+    assert set(preds["split"]) == {"val", "test"} and preds["error_px"].notna().all()
+    image = (np.random.default_rng(0).random((96, 80)) * 255).astype(np.uint8)
+    table = Predictor.from_run(run, backend="torch").predict(image)
+    assert len(table) == 8

@@ -25,7 +25,7 @@ from ..backbones import BACKBONES
 from ..data.io import read_json
 from ..data.transforms import CONTRASTS, INTENSITY_RANGES
 from ..data.registry import DATASETS, LEGACY_OPTION_FIELDS, default_data_root, get_dataset
-from ..heatmaps import DECODERS
+from ..heatmaps import DECODERS, TARGETS, heatmap_channels
 from ..losses import LOSSES
 from .precision import PRECISIONS
 from .runs import write_atomic
@@ -40,7 +40,7 @@ __all__ = ["TrainConfig", "ConfigError", "SECTIONS", "RESUMABLE_FIELDS", "read_j
 SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "dataset_options", "ground_truth", "val_count", "split_seed", "missing", "outside", "partial"),
     "model": ("backbone", "weights", "input_size", "intensity_range", "contrast", "fine_head_width", "decoder_width"),
-    "loss": ("sigma", "sigma_coarse", "loss", "ewc_base", "coarse_weight", "fine_weight"),
+    "loss": ("targets", "sigma", "sigma_coarse", "loss", "ewc_base", "coarse_weight", "fine_weight"),
     "optimisation": ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "milestones", "lr_gamma", "augment",
                      "augment_level", "schedule", "warmup_epochs", "progressive_epochs", "progressive_scale",
                      "eval_every", "seed", "sync_bn"),  # eval_every: which epochs can be selected
@@ -81,6 +81,7 @@ class TrainConfig:
     fine_head_width: int | None = None  # None: the reference width 64 + 32 + K; 64: farnet <= 0.1
     decoder_width: float = 1.0  # multiplier of the aggregation/refinement widths; 1 = the paper (tests: 0.125)
     # targets and loss
+    targets: str = "landmarks"  # one heatmap per landmark (FARNet) | "spine_corners": 4 corner-type heatmaps (beyond the paper)
     sigma: float = 10.0  # Gaussian SD in pixels of the fine (input-size) heatmap
     sigma_coarse: float | None = None  # None: same value in coarse pixels, as the reference code
     loss: str = "ewc"
@@ -184,6 +185,12 @@ class TrainConfig:
             raise bad("loss", f"must be one of {list(LOSSES)}")
         if self.decoder not in DECODERS:
             raise bad("decoder", f"must be one of {list(DECODERS)}")
+        if self.targets not in TARGETS:
+            raise bad("targets", f"must be one of {list(TARGETS)} ('landmarks': the paper)")
+        if (self.targets == "spine_corners") != (self.decoder == "spine_corners"):
+            raise bad("targets" if self.targets == "spine_corners" else "decoder",
+                      "targets 'spine_corners' (one heatmap per corner type of a spine) are decoded by decoder "
+                      "'spine_corners', and that decoder decodes nothing else: set both or neither")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise bad("optimizer", "must be 'adam', 'adamw' or 'sgd'")
         if self.input_size is None or len(self.input_size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.input_size):
@@ -257,6 +264,13 @@ class TrainConfig:
         size = tuple(max(64, 32 * round(s * self.progressive_scale / 32)) for s in self.input_size)
         ratio = (size[0] / self.input_size[0] + size[1] / self.input_size[1]) / 2
         return size, self.sigma * ratio, sigma_coarse * ratio
+
+    def heatmap_channels(self, num_landmarks: int) -> int:
+        """How many heatmaps the network outputs for ``num_landmarks`` landmarks (``targets``)."""
+        try:
+            return heatmap_channels(self.targets, num_landmarks)
+        except ValueError as err:
+            raise ConfigError(f"config field 'targets' = {self.targets!r}: {err}") from None
 
     @property
     def radii(self) -> list[float]:
@@ -388,7 +402,7 @@ def _describe_type(hint) -> str:
 
 
 # fields added after run names were first hashed: at these defaults they leave a name unchanged
-_LATER_FIELDS = {"contrast": "none"}
+_LATER_FIELDS = {"contrast": "none", "targets": "landmarks"}
 
 
 def _with_defaults(options: dict, schema: dict) -> dict:

@@ -35,9 +35,11 @@ __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_s
 @torch.no_grad()
 def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decoder: str = "quadratic",
             intensity_range: str = "0-1", precision: str = "fp32", return_peak: bool = False,
-            contrast: str = "none"):
+            contrast: str = "none", targets: str = "landmarks", num_landmarks: int | None = None):
     """Landmarks ``(K, 2)`` in the original pixels of one (H, W) uint8 grayscale image (and, with
-    ``return_peak``, the ``(K,)`` heatmap peak values). The input follows the model's memory layout."""
+    ``return_peak``, the ``(K,)`` heatmap peak values). The input follows the model's memory layout.
+    ``targets``/``num_landmarks``: a model trained with ``targets: "spine_corners"`` (K landmarks
+    from 4 heatmaps)."""
     if image.ndim != 2:
         raise ValueError(f"predict expects a (H, W) grayscale image, got shape {image.shape}")
     device = next(model.parameters()).device
@@ -45,7 +47,8 @@ def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decod
     model.eval()
     with autocast(device, resolve_precision(precision, device)):
         fine = model(to_layout(x, is_channels_last(model))).fine
-    pts, peak = HeatmapCodec(input_size, input_size, None, decoder).decode_original(fine, [image.shape])
+    codec = HeatmapCodec(input_size, input_size, None, decoder, targets=targets, num_landmarks=num_landmarks)
+    pts, peak = codec.decode_original(fine, [image.shape])
     pts, peak = pts[0], peak[0]
     return (pts, peak) if return_peak else pts
 
@@ -65,7 +68,8 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
                          contrast=cfg.contrast)
     loader = DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0,
                         pin_memory=device.type == "cuda")
-    codec = HeatmapCodec(cfg.input_size, cfg.input_size, cfg.sigma, cfg.decoder)  # the fine output's geometry
+    codec = HeatmapCodec(cfg.input_size, cfg.input_size, cfg.sigma, cfg.decoder,  # the fine output's geometry
+                         targets=cfg.targets, num_landmarks=source.num_landmarks)
     model.eval()
     rows, names = [], source.landmark_names
     for batch in tqdm(loader, desc=f"predict {split}", leave=False, disable=not progress):
@@ -134,8 +138,9 @@ def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[FARNe
 
 
 def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None) -> FARNet:
-    """The FARNet a config describes (``weights`` only for the backbone's initialisation)."""
-    return FARNet(num_landmarks, backbone=cfg.backbone, weights=weights, fine_head_width=cfg.fine_head_width,
+    """The FARNet a config describes for ``num_landmarks`` landmarks (its heatmaps: one per landmark,
+    or as ``targets`` says; ``weights`` only for the backbone's initialisation)."""
+    return FARNet(cfg.heatmap_channels(num_landmarks), backbone=cfg.backbone, weights=weights, fine_head_width=cfg.fine_head_width,
                   decoder_width=cfg.decoder_width)
 
 

@@ -32,12 +32,13 @@ class StepContext:
     criterion: nn.Module  # CoarseToFineLoss
 
 
-def make_codecs(input_size: tuple[int, int], sigma: float, sigma_coarse: float,
-                decoder: str = "quadratic") -> tuple[HeatmapCodec, HeatmapCodec]:
-    """FARNet's two outputs: (coarse at half the input size, fine at the input size)."""
+def make_codecs(input_size: tuple[int, int], sigma: float, sigma_coarse: float, decoder: str = "quadratic",
+                targets: str = "landmarks", num_landmarks: int | None = None) -> tuple[HeatmapCodec, HeatmapCodec]:
+    """FARNet's two outputs: (coarse at half the input size, fine at the input size); ``targets``
+    and ``num_landmarks`` as :class:`farnetlib.heatmaps.HeatmapCodec` takes them."""
     h, w = input_size
-    return (HeatmapCodec((h, w), (h // 2, w // 2), sigma_coarse, decoder),
-            HeatmapCodec((h, w), (h, w), sigma, decoder))
+    return (HeatmapCodec((h, w), (h // 2, w // 2), sigma_coarse, decoder, targets, num_landmarks),
+            HeatmapCodec((h, w), (h, w), sigma, decoder, targets, num_landmarks))
 
 
 def make_targets(points: torch.Tensor, ctx: StepContext,
@@ -64,7 +65,8 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.a
     coarse_t, fine_t = make_targets(batch["landmarks"].to(ctx.device, non_blocking=True), ctx, present)
     with autocast(ctx.device, ctx.precision):
         out = net(images)
-    losses = ctx.criterion(type(out)(out.coarse.float(), out.fine.float()), coarse_t, fine_t, present)
+    losses = ctx.criterion(type(out)(out.coarse.float(), out.fine.float()), coarse_t, fine_t,
+                           ctx.codec_fine.channel_present(present))
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(losses["loss"]).backward()

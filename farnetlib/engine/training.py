@@ -138,7 +138,7 @@ class _Trainer:
                  execution_from: Path | None = None) -> None:
         model = build_model(cfg, data.source.num_landmarks, weights=cfg.weights).to(proc.device)
         self.execution = choose_execution(cfg, model, proc.device, run_dir, reuse_from=execution_from)
-        self.cfg, self.proc = cfg, proc
+        self.cfg, self.proc, self.num_landmarks = cfg, proc, data.source.num_landmarks
         self.model = to_layout(model, self.execution.channels_last)
         self.net = self.model
         if proc.world > 1:
@@ -162,7 +162,7 @@ class _Trainer:
         """What a training step of ``epoch`` needs: its input size and Gaussian targets (progressive
         epochs train smaller, with sigma scaled alike)."""
         size, sigma, sigma_coarse = self.cfg.stage(epoch)
-        coarse, fine = make_codecs(size, sigma, sigma_coarse, self.cfg.decoder)
+        coarse, fine = make_codecs(size, sigma, sigma_coarse, self.cfg.decoder, self.cfg.targets, self.num_landmarks)
         return StepContext(device=self.proc.device, precision=self.execution.precision,
                            channels_last=self.execution.channels_last, input_size=size, codec_fine=fine,
                            codec_coarse=coarse, criterion=self.criterion)
