@@ -31,6 +31,12 @@ test splits with the setting chosen there (beside the plain numbers, never inste
 ``spine-decoders`` compares the spine decoders (:mod:`farnetlib.spine_codec`) on a run's validation
 images and evaluates the chosen one once on the test split (needs the run's checkpoint).
 
+    python -m farnetlib.reproduce spine-targets --runs results/aasce_overnight/aasce_2h results/aasce_ordered/aasce_corners
+
+``spine-targets`` sets spine runs side by side (per-landmark heatmaps against the identity-free corner
+types of ``targets: "spine_corners"``) on validation and test from their predictions, with the first
+run's worst test images drawn both ways.
+
 ``clinical`` re-scores every committed run folder of a dataset with a cephalometric analysis (ISBI:
 the protocols, the 2-hour run, the ablation arms) from its ``predictions.csv`` alone (no model):
 the eight measurements of :mod:`farnetlib.ceph`, SCR against the senior doctor's classes beside the
@@ -45,6 +51,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 import papermill as pm
@@ -353,6 +360,45 @@ def spine_decoder_report(run_dir: str | Path, decoders: tuple[str, ...] = SPINE_
     return paths
 
 
+def spine_targets_report(runs: Sequence[str | Path], out_dir: str | Path | None = None, n_worst: int = 4) -> list[Path]:
+    """Issue 38, option 2: spine runs side by side on validation and test (MRE, mix-ups, SMAPE,
+    per-angle MAE), each re-scored from its committed ``predictions.csv`` with today's metrics (no
+    checkpoint needed, nothing evaluated again), and the ``n_worst`` test images of the first run (by its
+    MRE) drawn with the first and the last run's vertebrae. The first run is the baseline."""
+    from .engine.config import TrainConfig
+    from .engine.evaluation import split_metrics
+    from .engine.runs import load_run
+    from .engine.sources import build_source
+    from .plots import save, spines_before_after
+    from .reporting import worst_images, write_table
+
+    loaded = [load_run(Path(r)) for r in runs]
+    out = Path(out_dir) if out_dir is not None else Path(runs[-1]).parent
+    rows, sources = [], {}
+    for run in loaded:
+        cfg = TrainConfig.from_dict(run["config"])
+        for split in ("val", *(s for s in get_dataset(cfg.dataset).test_splits(cfg) if s in run["metrics"]["splits"])):
+            if split not in sources:
+                sources[split] = build_source(cfg, get_dataset(cfg.dataset).train_split if split == "val" else split)
+            m = split_metrics(run["predictions"].query("split == @split"), cfg, sources[split])
+            rows.append({"run": run["name"], "split": split, "targets": cfg.targets, "epochs": cfg.epochs,
+                         **_spine_row(cfg.decoder, m)})
+    table = pd.DataFrame(rows).set_index(["run", "split"])
+    name = "spine_targets-" + "-vs-".join(r["name"] for r in loaded[1:])
+    paths = write_table(table.round(4), out / "tables", name,
+                        caption="AASCE spine: per-landmark heatmaps (FARNet) against identity-free corner-type "
+                                "heatmaps (targets spine_corners), each run re-scored from its predictions; "
+                                "validation chose, test was evaluated once per run")
+    first, last = loaded[0], loaded[-1]
+    test = next(s for s in sources if s != "val")
+    ids = worst_images(first["predictions"], test, n_worst, "px")
+    fig = spines_before_after(sources[test], first["predictions"].query("split == @test"),
+                              last["predictions"].query("split == @test"), ids,
+                              labels=(first["name"], last["name"]))
+    paths.append(save(fig, out / "figures" / f"{name}-{test}.png", dpi=FIGURE_DPI_IMAGES))
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -381,6 +427,10 @@ def main() -> None:
     p.add_argument("--study", default="configs/pilots/isbi2015_recipe.json")
     sd = sub.add_parser("spine-decoders", help="spine decoders on a run's validation images, the chosen one on test once")
     sd.add_argument("--run", required=True, help="an AASCE run folder with checkpoints/best.pt")
+    st = sub.add_parser("spine-targets", help="spine runs side by side (the first the baseline): validation, "
+                                              "test, and the baseline's worst test images both ways (no training)")
+    st.add_argument("--runs", nargs="+", required=True, help="AASCE run folders (predictions.csv is enough)")
+    st.add_argument("--out-dir", help="default: the folder of the last run")
     c = sub.add_parser("clinical", help="clinical measurements and SCR of every committed ISBI run (no training)")
     c.add_argument("--split", default="test1")
     c.add_argument("--root", help="the dataset's folder (default: the run's root, else ../shared/data/<dataset>)")
@@ -399,6 +449,8 @@ def main() -> None:
         print(tables_report(args.dataset, args.protocol, args.out_dir, args.reference_protocol))
     elif args.cmd == "spine-decoders":
         print("\n".join(str(p) for p in spine_decoder_report(args.run)))
+    elif args.cmd == "spine-targets":
+        print("\n".join(str(p) for p in spine_targets_report(args.runs, args.out_dir)))
     elif args.cmd == "clinical":
         print("\n".join(str(p) for p in clinical_report(args.split, out_dir=args.out_dir, root=args.root,
                                                          class_ground_truth=args.class_ground_truth)))
