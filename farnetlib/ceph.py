@@ -15,7 +15,7 @@ the 19 landmarks, each classified into anatomical types, scored by the success c
   product of its two vectors is negative;
 - APDI = angle(Or->Po, N->Pog) + angle(N->Pog, A->B) (negated where the cross product is positive)
   + angle(Po->Or, PNS->ANS) (negated where it is negative);
-- FHI = |S Go| / |N Me| (posterior over anterior face height);
+- FHI = length(S-Go) / length(N-Me) (posterior over anterior face height);
 - **FMA is the angle between S->N and Go->Gn** (the textbook FMA is Frankfort horizontal to the
   mandibular plane Go-Me: another analysis, not this one);
 - **MW is the distance between the two incisal tips** in mm (0.1 mm/px), negative when the upper

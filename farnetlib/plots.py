@@ -99,6 +99,18 @@ def show_landmarks(ax, image: np.ndarray, landmarks: np.ndarray, numbers: bool =
     ax.axis("off")
 
 
+def prediction_panel(ax, image: np.ndarray, predictions: pd.DataFrame, title: str = "", size: float = 14) -> None:
+    """One image's ground truth (green) and prediction (red), joined by a line per landmark."""
+    p = predictions.sort_values("landmark")
+    ax.imshow(image, cmap="gray")
+    for _, r in p.iterrows():
+        ax.plot([r.gt_x, r.pred_x], [r.gt_y, r.pred_y], color="yellow", lw=0.8)
+    ax.scatter(p.gt_x, p.gt_y, s=size, c=GT_COLOR, label="ground truth")
+    ax.scatter(p.pred_x, p.pred_y, s=size, c=PRED_COLOR, marker="x", label="prediction")
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+
+
 def show_predictions(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int = 4, unit: str = "mm"):
     """Images with ground truth (green) and prediction (red), joined by a line per landmark."""
     rows = int(np.ceil(len(ids) / cols))
@@ -106,14 +118,8 @@ def show_predictions(source, predictions: pd.DataFrame, ids: Sequence[str], cols
     index = {i: n for n, i in enumerate(source.ids)}
     col = "error_mm" if unit == "mm" else "error_px"
     for ax, img_id in zip(axes.flat, ids):
-        p = predictions[predictions["id"] == img_id].sort_values("landmark")
-        ax.imshow(source.read_image(index[img_id]), cmap="gray")
-        for _, r in p.iterrows():
-            ax.plot([r.gt_x, r.pred_x], [r.gt_y, r.pred_y], color="yellow", lw=0.8)
-        ax.scatter(p.gt_x, p.gt_y, s=14, c=GT_COLOR, label="ground truth")
-        ax.scatter(p.pred_x, p.pred_y, s=14, c=PRED_COLOR, marker="x", label="prediction")
-        ax.set_title(f"{img_id}: MRE {p[col].mean():.2f} {unit}", fontsize=10)
-        ax.axis("off")
+        p = predictions[predictions["id"] == img_id]
+        prediction_panel(ax, source.read_image(index[img_id]), p, f"{img_id}: MRE {p[col].mean():.2f} {unit}")
     for ax in list(axes.flat)[len(ids):]:
         ax.axis("off")
     axes.flat[0].legend(loc="lower left", fontsize=8)

@@ -399,6 +399,38 @@ def spine_targets_report(runs: Sequence[str | Path], out_dir: str | Path | None 
     return paths
 
 
+README_RUNS = (  # (run folder, split, what the panel says): the README's picture, one median test image each
+    ("results/isbi2015_overnight/isbi2015_2h", "test1", "ISBI 2015 Test1"),
+    ("results/hand_xray_overnight/hand_xray_overnight-fold1", "test", "Digital Hand Atlas"),
+    ("results/aasce_overnight/aasce_2h", "test", "AASCE spine"),
+)
+
+
+def readme_figure(out: str | Path = "docs/images/predictions.png") -> Path:
+    """The README's picture: the test image with the median MRE of each dataset's committed run, ground
+    truth and prediction (from ``predictions.csv``; the images from the run's data folder)."""
+    import matplotlib.pyplot as plt
+
+    from .engine.runs import load_run
+    from .engine.sources import run_source
+    from .plots import prediction_panel, save
+    from .reporting import median_image
+
+    fig, axes = plt.subplots(1, len(README_RUNS), figsize=(10, 4.6), gridspec_kw={"width_ratios": [1.2, 1.0, 0.55]})
+    for ax, (folder, split, label) in zip(axes, README_RUNS):
+        run = load_run(Path(folder))
+        source = run_source(run["config"], split)
+        unit = "mm" if run["predictions"].query("split == @split")["error_mm"].notna().all() else "px"
+        image_id = median_image(run["predictions"], split, unit)
+        preds = run["predictions"].query("split == @split and id == @image_id")
+        col = "error_mm" if unit == "mm" else "error_px"
+        prediction_panel(ax, source.read_image(source.ids.index(image_id)), preds,
+                         f"{label}\nmedian test image: MRE {preds[col].mean():.2f} {unit}", size=8)
+    axes[0].legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    return save(fig, out, dpi=80)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -431,6 +463,7 @@ def main() -> None:
                                               "test, and the baseline's worst test images both ways (no training)")
     st.add_argument("--runs", nargs="+", required=True, help="AASCE run folders (predictions.csv is enough)")
     st.add_argument("--out-dir", help="default: the folder of the last run")
+    sub.add_parser("readme-figure", help="the README's picture from the committed runs (docs/images/predictions.png)")
     c = sub.add_parser("clinical", help="clinical measurements and SCR of every committed ISBI run (no training)")
     c.add_argument("--split", default="test1")
     c.add_argument("--root", help="the dataset's folder (default: the run's root, else ../shared/data/<dataset>)")
@@ -449,6 +482,8 @@ def main() -> None:
         print(tables_report(args.dataset, args.protocol, args.out_dir, args.reference_protocol))
     elif args.cmd == "spine-decoders":
         print("\n".join(str(p) for p in spine_decoder_report(args.run)))
+    elif args.cmd == "readme-figure":
+        print(readme_figure())
     elif args.cmd == "spine-targets":
         print("\n".join(str(p) for p in spine_targets_report(args.runs, args.out_dir)))
     elif args.cmd == "clinical":
