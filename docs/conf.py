@@ -25,6 +25,7 @@ myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_inherit_docstrings = False  # not torch.nn.Module.forward's "Define the computation performed at every call"
 autodoc_mock_imports = ["openvino", "onnxruntime", "nncf"]
 
 # The executed notebooks worth reading, in reading order: (source under results/, page name, title).

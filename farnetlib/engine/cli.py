@@ -25,7 +25,8 @@ from ..inference import MissingExtra
 from .config import ConfigError, TrainConfig, apply_overrides, read_json_config
 from .evaluation import evaluate
 from .folder import predict_folder
-from .folds import train_folds
+from .dispatch import EXECUTORS, Launcher, dispatch, status_lines
+from .folds import fold_units, train_folds
 from .runs import RunLocked, RunRecordError, load_run
 from .study import load_study, train_study
 from .training import train
@@ -72,6 +73,53 @@ USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, FileExistsError, Ru
 # what the machine refuses (a full disk, a read-only or foreign folder): said in one line, with the path
 MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
 EXIT_STOPPED = 3  # training stopped before its last epoch (time limit, SIGTERM): the same command resumes
+
+
+def _launcher_args(parser) -> None:
+    """The executor options of ``farnet study`` and ``farnet cv`` (farnetlib.engine.dispatch)."""
+    g = parser.add_argument_group("executor (where the runs train; submitit, pip install 'farnetlib[cluster]')")
+    g.add_argument("--executor", choices=EXECUTORS, help="inline (default: one after another here), local (parallel "
+                                                          "processes here), slurm (a job array)")
+    g.add_argument("--status", action="store_true", help="one line per run: finished, running, queued, failed; train nothing")
+    g.add_argument("--max-parallel", type=int, help="local: runs at a time (threads split between them)")
+    g.add_argument("--slurm-partition")
+    g.add_argument("--slurm-time", type=int, metavar="MINUTES", help="each job's time limit (requeued before it)")
+    g.add_argument("--slurm-gpus", type=int, help="GPUs per job (> 1: one task per GPU, torch distributed)")
+    g.add_argument("--slurm-cpus", type=int, help="CPUs per task")
+    g.add_argument("--slurm-mem", type=int, metavar="GB")
+    g.add_argument("--slurm-array-parallelism", type=int, help="jobs of the array running at once")
+    g.add_argument("--slurm-extra", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. account=lab qos=high")
+
+
+def _launcher(args, base: Launcher | None) -> Launcher:
+    """The study file's launcher block (or the defaults) with the command line's options over it."""
+    values = dict(vars(base)) if base is not None else {}
+    for name in ("executor", "max_parallel", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_cpus", "slurm_mem",
+                 "slurm_array_parallelism"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    for item in args.slurm_extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--slurm-extra {item!r}: expected KEY=VALUE (an sbatch option)")
+        values["slurm_extra"] = {**values.get("slurm_extra", {}), key: value}
+    return Launcher(**values)
+
+
+def _dispatched(args, units, launcher: Launcher, results_dir: str, name: str) -> bool:
+    """--status, or the local / slurm executors; False where the inline loop is to run."""
+    if args.status:
+        print("\n".join(status_lines(units, results_dir, name)))
+        return True
+    if launcher.executor == "inline":
+        return False
+    dispatch(units, launcher, results_dir, name)
+    if launcher.executor == "local":
+        print("\n".join(status_lines(units, results_dir, name)))
+        if not all(u.finished for u in units):
+            raise SystemExit(EXIT_STOPPED)
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,12 +204,14 @@ def _main(argv: list[str]) -> None:
                    help="which folds to train (default: all; the hand set: Payer's 1 2 3)")
     c.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="for all folds together: stop resumably before an epoch that would not fit")
+    _launcher_args(c)
     s = sub.add_parser("study", help="train each arm of a study file (resumable; finished arms are skipped)")
     s.add_argument("--config", required=True, help="study JSON file (base config + arms)")
     s.add_argument("--arms", nargs="+", help="arm names (default: all, in the file's order)")
     s.add_argument("--list", action="store_true", help="list the arms and which are finished, train nothing")
     s.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="for all arms together: stop resumably before an epoch that would not fit")
+    _launcher_args(s)
     e = sub.add_parser("evaluate", help="evaluate a run's selected checkpoint on a split")
     e.add_argument("run", help="run folder or checkpoint file")
     e.add_argument("split", help="a split of the run's dataset: isbi2015 train/test1/test2, hand_xray train/test, "
@@ -230,7 +280,14 @@ def _main(argv: list[str]) -> None:
 
         cfg = _config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None)
         wanted = args.folds or get_dataset(cfg.dataset).folds(cfg)
-        run_dirs = train_folds(cfg, folds=wanted)
+        units = fold_units(cfg, wanted)
+        launcher = _launcher(args, None)
+        if _dispatched(args, units, launcher, cfg.results_dir, cfg.run_name or cfg.dataset):
+            if args.status or launcher.executor != "local":
+                return
+            run_dirs = [u.run_dir for u in units]  # the local executor waited for every fold
+        else:
+            run_dirs = train_folds(cfg, folds=wanted)
         if not all((d / "metrics.json").is_file() for d in run_dirs) or len(run_dirs) < len(wanted):
             print("not every fold is finished yet: run the same command to resume")
             raise SystemExit(EXIT_STOPPED)
@@ -241,6 +298,9 @@ def _main(argv: list[str]) -> None:
         if args.time_limit is not None and not 0 < args.time_limit < float("inf"):
             raise ConfigError(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
         study = load_study(args.config)
+        if not args.list and _dispatched(args, study.units(args.arms), _launcher(args, study.launcher),
+                                         study.base.results_dir, study.name):
+            return
         if not args.list:
             train_study(study, args.arms, time_limit=args.time_limit)
         finished = set(study.finished())

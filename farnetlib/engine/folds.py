@@ -15,20 +15,16 @@ from .config import ConfigError, TrainConfig
 from .stopping import Deadline, previous_history
 from .training import train
 
-__all__ = ["train_folds", "fold_run_name"]
+__all__ = ["train_folds", "fold_run_name", "fold_configs"]
 
 
 def fold_run_name(cfg: TrainConfig, fold: int) -> str:
     return f"{cfg.run_name or cfg.dataset}-fold{fold}"
 
 
-def train_folds(cfg: TrainConfig, folds: Sequence[int] | None = None, progress: bool = True) -> list[Path]:
-    """Train (or resume, or skip when finished) one run per fold; returns the run folders in fold order.
-
-    ``cfg.time_limit`` covers the whole call (each fold gets what the earlier ones left); a fold that
-    stops before it is finished (time limit, SIGTERM/SIGINT) ends the call, and the same command
-    resumes it and then trains the folds after it. With "auto" precision or layout, the first fold
-    measures and the later ones take its choice (``execution.json`` says ``reused from <fold>``)."""
+def fold_configs(cfg: TrainConfig, folds: Sequence[int] | None = None) -> dict[int, TrainConfig]:
+    """Each selected fold's config (run ``<run_name>-fold<k>``), in order; unknown or repeated folds,
+    or a dataset without folds, are a ConfigError."""
     spec = get_dataset(cfg.dataset)
     known = spec.folds(cfg)
     if not known:
@@ -39,16 +35,32 @@ def train_folds(cfg: TrainConfig, folds: Sequence[int] | None = None, progress: 
         raise ConfigError(f"folds {sorted(set(folds) - set(known))} are not folds of {cfg.dataset!r}: {known}")
     if len(set(folds)) != len(folds):
         raise ConfigError(f"folds {list(folds)} repeat a fold")
+    return {fold: replace(cfg, **spec.with_fold(cfg, fold), run_name=fold_run_name(cfg, fold)) for fold in folds}
+
+
+def fold_units(cfg: TrainConfig, folds: Sequence[int] | None = None) -> list:
+    """The folds as :class:`farnetlib.engine.dispatch.Unit` (what the executors run)."""
+    from .dispatch import Unit
+
+    return [Unit(c.run_name, c, Path(c.results_dir) / c.run_name) for c in fold_configs(cfg, folds).values()]
+
+
+def train_folds(cfg: TrainConfig, folds: Sequence[int] | None = None, progress: bool = True) -> list[Path]:
+    """Train (or resume, or skip when finished) one run per fold; returns the run folders in fold order.
+
+    ``cfg.time_limit`` covers the whole call (each fold gets what the earlier ones left); a fold that
+    stops before it is finished (time limit, SIGTERM/SIGINT) ends the call, and the same command
+    resumes it and then trains the folds after it. With "auto" precision or layout, the first fold
+    measures and the later ones take its choice (``execution.json`` says ``reused from <fold>``)."""
     runs = []
     deadline = Deadline(cfg.time_limit)
-    for fold in folds:
+    for fold, fold_cfg in fold_configs(cfg, folds).items():
         if deadline.expired() and not (Path(cfg.results_dir) / fold_run_name(cfg, fold) / "metrics.json").is_file():
             if progress:
                 print(f"time limit ({cfg.time_limit:g} min) used up before fold {fold}; the same command resumes "
                       "there", flush=True)
             break
-        fold_cfg = replace(cfg, **spec.with_fold(cfg, fold), run_name=fold_run_name(cfg, fold),  # re-validated
-                           time_limit=deadline.minutes_left())
+        fold_cfg = replace(fold_cfg, time_limit=deadline.minutes_left())  # re-validated
         runs.append(train(fold_cfg, progress=progress, prior_history=previous_history(runs),
                           execution_from=runs[-1] if runs else None))  # one measured choice for all folds
         if not (runs[-1] / "metrics.json").is_file():

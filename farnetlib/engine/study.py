@@ -42,6 +42,7 @@ class Study:
     base: TrainConfig
     arms: dict[str, TrainConfig]
     anchors: tuple[dict, ...] = ()
+    launcher: object = None  # the file's ``launcher`` block (farnetlib.engine.dispatch.Launcher), if any
 
     def run_dir(self, arm: str) -> Path:
         return Path(self.base.results_dir) / arm
@@ -54,6 +55,12 @@ class Study:
         if unknown:
             raise ConfigError(f"study {self.name!r} has no arm(s) {unknown}; its arms: {list(self.arms)}")
         return [n for n in self.arms if n in set(names)]
+
+    def units(self, names: Sequence[str] | None = None) -> list:
+        """The selected arms as :class:`farnetlib.engine.dispatch.Unit` (what the executors run)."""
+        from .dispatch import Unit
+
+        return [Unit(n, self.arms[n], self.run_dir(n)) for n in self.select(names)]
 
     def finished(self) -> list[str]:
         """Arms whose run folder holds its final metrics (trained and tested)."""
@@ -87,8 +94,15 @@ def load_study(path: str | Path) -> Study:
             arms[name] = replace(TrainConfig.from_dict({**raw["base"], **changes}), run_name=name)
         except (ConfigError, TypeError) as err:
             raise ConfigError(f"study file {path}, arm {name!r}: {err}") from None
+    launcher = None
+    if "launcher" in raw:
+        from .dispatch import launcher_from_dict
+
+        if not isinstance(raw["launcher"], dict):
+            raise ConfigError(f"study file {path}: 'launcher' must be a JSON object")
+        launcher = launcher_from_dict(raw["launcher"], where=f"study file {path}, launcher")
     return Study(name=raw["study"], description=raw.get("description", ""), base=base, arms=arms,
-                 anchors=tuple(raw.get("anchors", ())))
+                 anchors=tuple(raw.get("anchors", ())), launcher=launcher)
 
 
 def with_overrides(study: Study, overrides: dict) -> Study:
