@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .data.registry import default_data_root
 
-__all__ = ["chdir_repo_root", "default_data_root", "compact_figures"]
+__all__ = ["chdir_repo_root", "default_data_root", "compact_figures", "interactive_figure"]
 
 
 def chdir_repo_root() -> Path:
@@ -34,3 +35,30 @@ def compact_figures(dpi: int = 100, quality: int = 70) -> None:
         set_matplotlib_formats("jpeg", pil_kwargs={"quality": quality})
     except Exception:  # noqa: BLE001 - not inside an IPython kernel
         pass
+
+
+def interactive_figure(figure, **controls):
+    """``figure(**values)`` with a control per keyword (ipywidgets: a widget, or ``interact``'s
+    abbreviations) in a notebook someone looks at; executed headless (papermill, nbconvert, the docs,
+    CI) or without ipywidgets, the figure is drawn once at the controls' default values, so batch runs
+    and the static pages show it (and it is returned; interactively: None)."""
+    import matplotlib.pyplot as plt
+
+    from .progress import headless_notebook
+
+    try:
+        import ipywidgets
+    except ImportError:
+        ipywidgets = None
+    defaults = {k: getattr(c, "value", c) for k, c in controls.items()}
+    if ipywidgets is None or headless_notebook() or "ipykernel" not in sys.modules:
+        fig = figure(**defaults)
+        plt.show()
+        return fig
+
+    def draw(**values):
+        figure(**values)
+        plt.show()
+
+    ipywidgets.interact(draw, **controls)
+    return None

@@ -13,7 +13,7 @@ from matplotlib.ticker import FuncFormatter
 __all__ = ["plot_history", "show_landmarks", "show_predictions", "error_boxplot", "sdr_curve",
            "cumulative_error", "backbone_comparison", "landmark_cloud", "confidence_vs_error",
            "model_vs_observers", "cobb_scatter", "bland_altman", "show_spines", "save", "arm_comparison",
-           "mre_vs_cost", "learning_curve"]
+           "mre_vs_cost", "learning_curve", "prediction_panel", "target_and_ewc", "coarse_and_fine", "decoder_zoom"]
 
 GT_COLOR, PRED_COLOR = "#2ca02c", "#d62728"
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.2)
@@ -532,5 +532,76 @@ def spines_before_after(source, before: pd.DataFrame, after: pd.DataFrame, ids: 
     handles = [plt.Line2D([], [], color=GT_COLOR, lw=1.5, label="ground truth"),
                plt.Line2D([], [], color=PRED_COLOR, lw=1.5, label="prediction")]
     axes[0, 0].legend(handles=handles, loc="lower left", fontsize=6, framealpha=0.8)
+    fig.tight_layout()
+    return fig
+
+
+# --- teaching figures with knobs (notebook 05's controls, farnetlib.nbutil.interactive_figure) --------
+
+def target_and_ewc(image: np.ndarray, point: np.ndarray, prediction: np.ndarray, sigma: float = 3.0,
+                   ewc_base: float = 40.0):
+    """One landmark's Gaussian target at ``sigma`` (input pixels), the EWC weight map ``base ** y``,
+    and where the loss of ``prediction`` (a fine heatmap) sits under EWC and under MSE (base 1): the
+    share of each loss within 2 sigma of the landmark is in the titles."""
+    import torch
+
+    from .heatmaps import GaussianHeatmapEncoder
+    from .losses import EWCLoss
+
+    h, w = prediction.shape
+    y = GaussianHeatmapEncoder(sigma).encode(torch.as_tensor(point, dtype=torch.float32)[None], (h, w))[0]
+    p = torch.as_tensor(prediction, dtype=torch.float32)
+    near = y > np.exp(-2)
+    ewc = EWCLoss(ewc_base, reduction="none")(p, y)
+    mse = EWCLoss(1.0, reduction="none")(p, y)  # base 1: every pixel weighs 1, the plain squared error
+    share = {name: 100 * float(loss[near].sum() / loss.sum().clamp_min(1e-12)) for name, loss in (("EWC", ewc), ("MSE", mse))}
+    fig, ax = plt.subplots(1, 4, figsize=(14, 3.8))
+    ax[0].imshow(image, cmap="gray")
+    ax[0].scatter(*point, c=PRED_COLOR, s=20)
+    ax[0].set_title("input and landmark")
+    panels = [(y, f"target, sigma {sigma:g} px"), (ewc, f"EWC loss (base {ewc_base:g}): {share['EWC']:.0f} % within 2 sigma"),
+              (mse, f"MSE loss: {share['MSE']:.0f} % within 2 sigma")]
+    for a, (img, title) in zip(ax[1:], panels):
+        im = a.imshow(img, cmap="magma")
+        a.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=a, shrink=0.7)
+    for a in ax:
+        a.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def coarse_and_fine(image: np.ndarray, coarse: np.ndarray, fine: np.ndarray, truth: np.ndarray, landmark: int):
+    """An image with one landmark's truth, and its coarse (half-size) and fine heatmaps side by side
+    (``landmark`` 1-based, as in every table)."""
+    fig, ax = plt.subplots(1, 3, figsize=(11, 3.8))
+    ax[0].imshow(image, cmap="gray")
+    ax[0].scatter(*truth, c=GT_COLOR, s=25)
+    ax[0].set_title(f"landmark {landmark}: ground truth")
+    for a, img, title in ((ax[1], coarse, "coarse heatmap (1/2 size)"), (ax[2], fine, "fine heatmap (full size)")):
+        im = a.imshow(img, cmap="magma")
+        a.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=a, shrink=0.7)
+    for a in ax:
+        a.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def decoder_zoom(heatmap: np.ndarray, truth: np.ndarray, decoded: dict[str, np.ndarray], radius: int = 4):
+    """The ``(2 radius + 1)``-pixel neighbourhood of a heatmap's peak with the truth and each decoder's
+    answer (input pixels, pixel centres on the integers): argmax sits on a pixel centre, a sub-pixel
+    decoder between them."""
+    iy, ix = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    y0, x0 = max(0, iy - radius), max(0, ix - radius)
+    patch = heatmap[y0:iy + radius + 1, x0:ix + radius + 1]
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.imshow(patch, cmap="magma", extent=(x0 - 0.5, x0 + patch.shape[1] - 0.5, y0 + patch.shape[0] - 0.5, y0 - 0.5))
+    ax.scatter(*truth, marker="o", s=70, facecolors="none", edgecolors=GT_COLOR, linewidths=2, label="ground truth")
+    for (name, pt), marker in zip(decoded.items(), ("s", "x", "+", "^")):
+        err = float(np.hypot(*(np.asarray(pt) - truth)))
+        ax.scatter(*pt, marker=marker, s=60, label=f"{name}: {err:.2f} px off")
+    ax.set_title("around the peak (input pixels)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig

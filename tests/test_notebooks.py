@@ -172,6 +172,13 @@ def test_inside_farnet_notebook_writes_every_figure(tmp_path):
     assert {"F1", "F5", "t5", "b5", "d1", "coarse_head", "fine_head"} <= set(stages["stage"])
     fine = stages.set_index("stage").loc["fine_head"]
     assert fine["stride"] == 1.0 and fine["channels"] == 19  # the synthetic default has 19 landmarks
+    # the controls of "Try it yourself": executed headless, each draws its figure once, no widget
+    cells = json.loads(executed.read_text())["cells"]
+    controlled = [c for c in cells if c["cell_type"] == "code" and "interactive_figure(" in "".join(c["source"])]
+    assert len(controlled) == 3
+    for cell in controlled:
+        kinds = {k for o in cell["outputs"] for k in o.get("data", {})}
+        assert kinds & {"image/png", "image/jpeg"} and "application/vnd.jupyter.widget-view+json" not in kinds, kinds
 
 
 def test_spine_gpu_config_at_a_tiny_size_then_spine_tables_and_figures(aasce_root, tmp_path):
@@ -315,3 +322,30 @@ def test_train_tables_and_inside_notebooks_on_a_generic_csv_copy(tmp_path):
            landmarks_to_show=[0, 2], input_size=[64, 64], out_dir=str(out), threads=THREADS)
     figures = {p.name for p in (out / "figures").glob("*.png")}
     assert {"targets.png", "coarse_vs_fine.png", "decoders.png"} <= figures, figures
+
+
+def test_interactive_figures_are_widgets_in_a_kernel_someone_looks_at():
+    """The same call as notebook 05's controls, in a kernel started as Jupyter starts one (not
+    nbclient's headless one): it answers with an ipywidgets view, not a static figure."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        code = ("import matplotlib; matplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+                "from ipywidgets import IntSlider\nfrom farnetlib.nbutil import interactive_figure\n"
+                "def line(n):\n    fig, ax = plt.subplots()\n    ax.plot(range(n))\n    return fig\n"
+                "interactive_figure(line, n=IntSlider(value=3, min=1, max=5))")
+        msg_id = kc.execute(code)
+        kinds, status = set(), None
+        while status != "idle":
+            msg = kc.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kinds |= set(msg["content"].get("data", {}))
+            status = msg["content"].get("execution_state", status)
+        reply = kc.get_shell_msg(timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert "application/vnd.jupyter.widget-view+json" in kinds, kinds
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

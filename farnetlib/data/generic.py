@@ -288,6 +288,7 @@ class CsvReport:
 
     root: Path
     findings: list[str]
+    counts: str = ""  # what was checked: images per split, landmarks, missing labels
 
     @property
     def ok(self) -> bool:
@@ -295,7 +296,20 @@ class CsvReport:
 
     def summary(self) -> str:
         head = f"verify csv at {self.root}: " + (f"{len(self.findings)} problem(s)" if self.findings else "no problems found")
+        head += f" ({self.counts})" if self.counts else ""
         return "\n".join([head, *(f"  {line}" for line in self.findings)])
+
+
+def csv_counts(root: str | Path, file: str = LANDMARKS_CSV) -> str:
+    """What a generic copy holds, in words: rows per split, landmarks per image, missing labels."""
+    table = parse_csv(Path(root), file)
+    splits = {}
+    for r in table.rows:
+        splits[r["split"]] = splits.get(r["split"], 0) + 1
+    missing = sum(int((~np.isfinite(r["points"]).all(axis=1)).sum()) for r in table.rows)
+    per_split = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+    return (f"{len(table.rows)} images ({per_split}), {table.num_landmarks} landmarks each, "
+            f"{missing} missing label{'s' if missing != 1 else ''}")
 
 
 class CsvLandmarks(LandmarkSource):

@@ -200,9 +200,10 @@ def verify(root: str | Path, dataset: str, manifest: dict | None = None) -> Veri
     """
     root = Path(root)
     if dataset == "csv":  # your own data: no manifest, the table and its images checked instead
-        from .generic import CsvReport, inspect_csv
+        from .generic import CsvReport, csv_counts, inspect_csv
 
-        return CsvReport(root, inspect_csv(root))
+        findings = inspect_csv(root)
+        return CsvReport(root, findings, "" if findings else csv_counts(root))
     manifest = manifest if manifest is not None else load_manifest(dataset)
     report = VerifyReport(dataset, root)
     if not root.is_dir():

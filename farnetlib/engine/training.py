@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -439,9 +440,12 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: 
     model = to_layout(build_model(cfg, data.source.num_landmarks), cfg.eval_channels_last)
     model.load_state_dict(state["model"])
     model.to(device)
+    export_dir, had_export = run_dir / "export", (run_dir / "export").exists()
     heatmaps, execution = backend_heatmaps(run_dir, cfg.backend, cfg.backend_precision, str(device))
     frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress, data.test_sources,
                                       heatmaps=heatmaps)
+    if not had_export and export_dir.exists():  # made only to evaluate with: `farnet export` writes one on demand
+        shutil.rmtree(export_dir, ignore_errors=True)
     metrics = {"run": run_dir.name, "selected_epoch": state["epoch"] + 1, "selection": "lowest validation MRE",
                "val_count": len(data.val_idx), "train_count": len(data.source) - len(data.val_idx),
                "image_counts": data.image_counts, "known_duplicates": data.known_duplicates,
@@ -452,3 +456,6 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: 
     metrics["execution"] = execution  # what computed the test heatmaps
     write_atomic(run_dir / "predictions.csv", pd.concat(frames).to_csv(index=False))
     write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    # finished: the optimiser state in last.pt can serve nothing (a finished run is neither resumed nor
+    # extended); best.pt, the selected weights, is what evaluate, export and predict read
+    (run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
