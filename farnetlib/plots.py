@@ -559,8 +559,13 @@ def target_and_ewc(image: np.ndarray, point: np.ndarray, prediction: np.ndarray,
     ax[0].imshow(image, cmap="gray")
     ax[0].scatter(*point, c=PRED_COLOR, s=20)
     ax[0].set_title("input and landmark")
-    panels = [(y, f"target, sigma {sigma:g} px"), (ewc, f"EWC loss (base {ewc_base:g}): {share['EWC']:.0f} % within 2 sigma"),
-              (mse, f"MSE loss: {share['MSE']:.0f} % within 2 sigma")]
+    return _heatmap_panels(fig, ax, [(y, f"target, sigma {sigma:g} px"),
+                                     (ewc, f"EWC loss (base {ewc_base:g}): {share['EWC']:.0f} % within 2 sigma"),
+                                     (mse, f"MSE loss: {share['MSE']:.0f} % within 2 sigma")])
+
+
+def _heatmap_panels(fig, ax, panels):
+    """Heatmaps with colour bars in ``ax[1:]`` (``ax[0]`` holds the image); every axis off."""
     for a, (img, title) in zip(ax[1:], panels):
         im = a.imshow(img, cmap="magma")
         a.set_title(title, fontsize=9)
@@ -578,14 +583,7 @@ def coarse_and_fine(image: np.ndarray, coarse: np.ndarray, fine: np.ndarray, tru
     ax[0].imshow(image, cmap="gray")
     ax[0].scatter(*truth, c=GT_COLOR, s=25)
     ax[0].set_title(f"landmark {landmark}: ground truth")
-    for a, img, title in ((ax[1], coarse, "coarse heatmap (1/2 size)"), (ax[2], fine, "fine heatmap (full size)")):
-        im = a.imshow(img, cmap="magma")
-        a.set_title(title, fontsize=9)
-        fig.colorbar(im, ax=a, shrink=0.7)
-    for a in ax:
-        a.axis("off")
-    fig.tight_layout()
-    return fig
+    return _heatmap_panels(fig, ax, [(coarse, "coarse heatmap (1/2 size)"), (fine, "fine heatmap (full size)")])
 
 
 def decoder_zoom(heatmap: np.ndarray, truth: np.ndarray, decoded: dict[str, np.ndarray], radius: int = 4):
