@@ -214,3 +214,68 @@ def test_farnet_cv_with_the_local_executor_equals_the_inline_folds(tmp_path, cap
     assert "pooled" in out  # the pooled table, as after the inline loop
     for run in inline:
         same_results(run, tmp_path / "local" / run.name)
+
+
+def _slurm_answers() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    return out.returncode == 0 and any(s.startswith(("idle", "mix", "alloc")) for s in out.stdout.split())
+
+
+real_slurm = pytest.mark.skipif(not _slurm_answers(), reason="no Slurm controller answers here (sinfo); "
+                                                            "tests/slurm_localhost.sh starts a single-node one")
+
+
+def _wait_finished(units, seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not all(u.finished for u in units):
+        time.sleep(1)
+
+
+@real_slurm
+@pytest.mark.slow
+def test_a_real_slurm_runs_the_study_as_a_job_array_with_the_inline_results(tmp_path, capsys):
+    inline = load_study(write_study(tmp_path / "inline.json", tmp_path / "inline", {"a": {}, "b": {"seed": 1}}))
+    train_study(inline, progress=False)
+    study_file = write_study(tmp_path / "slurm.json", tmp_path / "slurm", {"a": {}, "b": {"seed": 1}})
+    farnet_cli(["study", "--config", str(study_file), "--executor", "slurm", "--slurm-cpus", "1", "--slurm-time", "20"])
+    assert "as Slurm array" in capsys.readouterr().out
+    study = load_study(study_file)
+    _wait_finished(study.units())
+    for arm in ("a", "b"):
+        same_results(inline.run_dir(arm), study.run_dir(arm))
+    farnet_cli(["study", "--config", str(study_file), "--status"])
+    assert [ln.split()[1] for ln in capsys.readouterr().out.splitlines()] == ["finished", "finished"]
+
+
+@real_slurm
+@pytest.mark.slow
+def test_a_real_slurm_job_signalled_usr2_is_requeued_and_ends_as_if_never_stopped(tmp_path, capsys):
+    """scancel -s USR2, what Slurm sends before the time limit: submitit requeues the job (Slurm holds
+    a requeued job about two minutes), which resumes from last.pt; the run equals an uninterrupted one."""
+    import subprocess
+
+    arms = {"long": {"epochs": 40, "milestones": [30]}}
+    inline = load_study(write_study(tmp_path / "inline.json", tmp_path / "inline", arms))
+    train_study(inline, progress=False)
+    study_file = write_study(tmp_path / "slurm.json", tmp_path / "slurm", arms)
+    farnet_cli(["study", "--config", str(study_file), "--executor", "slurm", "--slurm-cpus", "1", "--slurm-time", "20"])
+    study = load_study(study_file)
+    unit = study.units()[0]
+    job = json.loads(jobs_record_path(tmp_path / "slurm", "tiny").read_text())["units"]["long"]["job_id"]
+    history = unit.run_dir / "history.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (history.is_file() and len(history.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    assert not unit.finished, "the job ended before it could be signalled"
+    subprocess.run(["scancel", "-s", "USR2", job], check=True)
+    _wait_finished([unit], 600)
+    assert unit.finished
+    same_results(inline.run_dir("long"), unit.run_dir)
+    stretches = pd.read_csv(unit.run_dir / "stretches.csv")
+    assert len(stretches) == 2 and stretches["stopped"].tolist() == ["interrupted (killed, or signalled and requeued)",
+                                                                     "finished"]

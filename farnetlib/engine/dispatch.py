@@ -25,8 +25,10 @@ skips the units whose jobs are still queued or running. submitit's own files (pi
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -209,8 +211,9 @@ def dispatch(units: Sequence[Unit], launcher: Launcher, results_dir: str | Path,
             submitted[unit.name] = _job_entry(job, "slurm")
         _write_record(record_path, record, submitted)
         if progress:
-            print(f"{name}: submitted {len(jobs)} unit(s) as Slurm array {jobs[0].job_id.split('_')[0]}; follow them "
-                  f"with --status (record: {record_path})", flush=True)
+            what = f"array {jobs[0].job_id.split('_')[0]}" if len(jobs) > 1 else f"job {jobs[0].job_id}"
+            print(f"{name}: submitted {len(jobs)} unit(s) as Slurm {what}; follow them with --status "
+                  f"(record: {record_path})", flush=True)
         return submitted
     return _run_local(todo, launcher, folder, record_path, record, name, progress, poll_s, on_done)
 
@@ -270,7 +273,11 @@ def _job_state(entry: dict) -> str:
     submitit = _submitit()
     folder = Path(entry["folder"])
     if entry["executor"] == "slurm":
-        return str(submitit.SlurmJob(folder=folder, job_id=entry["job_id"]).state)
+        state = str(submitit.SlurmJob(folder=folder, job_id=entry["job_id"]).state) if _sacct_works() else "UNKNOWN"
+        if state in ("UNKNOWN", ""):  # no accounting (sacct disabled): the queue knows the jobs still in it
+            state = _squeue_state(entry["job_id"]) or ("COMPLETED" if submitit.SlurmJob(
+                folder=folder, job_id=entry["job_id"]).paths.result_pickle.exists() else "UNKNOWN")
+        return state
     if submitit.local.local.LocalJob(folder=folder, job_id=entry["job_id"]).paths.result_pickle.exists():
         return "FINISHED"
     try:
@@ -278,6 +285,26 @@ def _job_state(entry: dict) -> str:
     except (OSError, ValueError):
         return "INTERRUPTED"
     return "RUNNING"
+
+
+@functools.lru_cache(maxsize=1)
+def _sacct_works() -> bool:
+    """Whether this cluster keeps accounting (submitit reads job states with sacct; small clusters
+    often run without it, and then only squeue knows the jobs still queued or running)."""
+    try:
+        return subprocess.run(["sacct", "-n", "-j", "1"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _squeue_state(job_id: str) -> str:
+    """The state ``squeue`` gives a job still in the queue ('' when it has left it, or without squeue)."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    states = out.stdout.split() if out.returncode == 0 else []
+    return states[0] if states else ""
 
 
 SLURM_QUEUED = ("PENDING", "REQUEUED", "CONFIGURING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD")

@@ -117,6 +117,9 @@ class Stretches:
     def __init__(self, run_dir: Path, first_epoch: int, execution: dict, write: bool = True) -> None:
         self.path, self.write = Path(run_dir) / self.FILE, write
         self.rows = pd.read_csv(self.path).to_dict("records") if self.path.is_file() else []
+        for row in self.rows:  # an earlier call that never said how it ended: killed, or requeued by a cluster
+            if row["stopped"] == "running":
+                row["stopped"] = "interrupted (killed, or signalled and requeued)"
         self.t0 = time.time()
         self.row = {"stretch": len(self.rows) + 1, "started": _iso(self.t0), "ended": _iso(self.t0),
                     "wall_seconds": 0.0, "first_epoch": first_epoch + 1, "last_epoch": first_epoch,
