@@ -111,8 +111,10 @@ def prediction_panel(ax, image: np.ndarray, predictions: pd.DataFrame, title: st
     ax.axis("off")
 
 
-def show_predictions(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int = 4, unit: str = "mm"):
-    """Images with ground truth (green) and prediction (red), joined by a line per landmark."""
+def show_predictions(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int = 4, unit: str = "mm",
+                     title: str = ""):
+    """Images with ground truth (green) and prediction (red), joined by a line per landmark; ``title``
+    above the panels' own titles."""
     rows = int(np.ceil(len(ids) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.8 * rows), squeeze=False)
     index = {i: n for n, i in enumerate(source.ids)}
@@ -123,7 +125,16 @@ def show_predictions(source, predictions: pd.DataFrame, ids: Sequence[str], cols
     for ax in list(axes.flat)[len(ids):]:
         ax.axis("off")
     axes.flat[0].legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
+    return _titled(fig, title)
+
+
+def _titled(fig, title: str):
+    """``fig`` laid out with ``title`` above every panel title (tight_layout alone lets them overlap)."""
+    if title:
+        fig.suptitle(title)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -336,7 +347,7 @@ def bland_altman(pred: pd.DataFrame, truth: pd.DataFrame, title: str = ""):
     return _finish(fig, title)
 
 
-def show_spines(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int = 4):
+def show_spines(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int = 4, title: str = ""):
     """Spine images with each vertebra drawn as a quadrilateral: ground truth green, prediction red."""
     rows = int(np.ceil(len(ids) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 6.0 * rows), squeeze=False)
@@ -356,8 +367,7 @@ def show_spines(source, predictions: pd.DataFrame, ids: Sequence[str], cols: int
     handles = [plt.Line2D([], [], color=GT_COLOR, lw=1.5, label="ground truth"),
                plt.Line2D([], [], color=PRED_COLOR, lw=1.5, label="prediction")]
     axes.ravel()[0].legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.8)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title)
 
 
 def clinical_scatter(model, human=None, title: str = ""):

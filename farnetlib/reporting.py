@@ -14,7 +14,7 @@ from .metrics import per_landmark_table, radial_errors
 from .spine import ANGLE_NAMES
 from .uncertainty import errors_matrix, format_interval, interval_columns
 
-__all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "group_spread", "backbone_table", "write_table", "paper_layout",
+__all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "worst_and_median", "group_spread", "backbone_table", "write_table", "paper_layout",
            "inter_observer", "model_vs_observers", "with_units", "spine_table", "curve_references",
            "clinical_scores", "clinical_table", "clinical_caption", "clinical_summary"]
 
@@ -37,7 +37,7 @@ def summary_table(runs: list[dict], intervals: bool = True) -> pd.DataFrame:
             if intervals and "predictions" in run:  # (test doubles may carry metrics only)
                 _, errors = errors_matrix(run["predictions"], split, "error_mm" if m["unit"] == "mm" else "error_px")
                 row.update(interval_columns(errors, m.get("radii", [])))
-            if cfg["dataset"] == "hand_xray":
+            if "scale_pair" in get_dataset(cfg["dataset"]).options:  # the hand set: which pair is 50 mm
                 row["scale_pair"] = str(list(config_option(cfg, "scale_pair")))
             rows.append(row)
     return pd.DataFrame(rows)
@@ -88,6 +88,15 @@ def _per_image_mre(predictions: pd.DataFrame, split: str, unit: str) -> pd.Serie
 def worst_images(predictions: pd.DataFrame, split: str, n: int = 4, unit: str = "mm") -> list[str]:
     """The ``n`` image ids of ``split`` with the largest MRE in ``unit`` (labelled landmarks only), worst first."""
     return _per_image_mre(predictions, split, unit).index[:n].tolist()
+
+
+def worst_and_median(predictions: pd.DataFrame, split: str, n: int = 4, unit: str = "mm") -> tuple[list[str], str]:
+    """The ``n`` worst image ids of ``split`` and then the median one, each once (a small split's
+    median can be among its worst), and the phrase that says which they are, for a figure's title."""
+    ids, median = worst_images(predictions, split, n, unit), median_image(predictions, split, unit)
+    if median in ids:
+        return ids, f"the {len(ids)} worst images (the median one among them)"
+    return ids + [median], f"the {len(ids)} worst images, then the median one"
 
 
 def median_image(predictions: pd.DataFrame, split: str, unit: str = "mm") -> str:

@@ -73,14 +73,14 @@ def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     print(f"{name}: executing -> {out}", flush=True)
-    pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out), parameters=parameters,
+    pm.execute_notebook(f"notebooks/{name}.ipynb", str(out), parameters=parameters,  # relative: no machine paths recorded
                         cwd=str(root), progress_bar=not stream, log_output=False,
                         stdout_file=sys.stdout if stream else None)
     print(f"{name}: executed in {time.time() - t0:.0f} s -> {out}")
     return out
 
 
-def quickstart(out_dir: str = "results/quickstart", **parameters) -> Path:
+def quickstart(out_dir: str = "runs/quickstart", **parameters) -> Path:
     path = run_notebook("00_quickstart", out_dir, out_dir=out_dir, **parameters)
     summary = json.loads((Path(out_dir) / "quickstart_summary.json").read_text())
     print(json.dumps(summary, indent=2))
@@ -189,7 +189,7 @@ def uncertainty_report(out_dir: str = "results/uncertainty", alpha: float = 0.1)
             continue
         paths += write_table(paper_layout(summary_table(runs)).set_index(["run", "split"]), out, f"intervals-{dataset}",
                              caption=f"{dataset}: metrics with bootstrap 95 % intervals over images (2,000 resamples, seed 0)")
-        if dataset == "hand_xray":
+        if get_dataset(dataset).pooled_by_pairs:
             paths += write_table(pooled_table(runs).round(3), out, "intervals-hand_xray-pooled",
                                  caption="hand, pooled test images of the 3 folds: intervals resample the pooled images")
         for scaled in (False, True):
@@ -435,7 +435,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quickstart")
-    q.add_argument("--out-dir", default="results/quickstart")
+    q.add_argument("--out-dir", default="runs/quickstart",
+                   help="default: the git-ignored runs/quickstart (the committed reference: results/quickstart)")
     d = sub.add_parser("dataset")
     d.add_argument("--dataset", required=True, choices=("isbi2015", "hand_xray", "aasce"))
     d.add_argument("--root")

@@ -64,6 +64,7 @@ class DatasetSpec:
     paper_mre: tuple[str, float] | None = None  # FARNet's published test MRE (split, mm): a reference line
     analysis: str | None = None  # the clinical analysis of its landmarks (farnetlib.ceph), scored at evaluation
     analysis_of: Callable[[Any], str | None] | None = None  # the analysis read from the data (a CSV's dataset.json)
+    check_options: Callable[[dict], str | None] | None = None  # what is wrong with its options' values, or None
     spacing_of: Callable[[Any], float | None] | None = None  # a fixed spacing read from the data
 
     def analysis_for(self, cfg) -> str | None:
@@ -172,6 +173,23 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
+def _synthetic_options(opts: dict) -> str | None:
+    for key in ("train", "test", "landmarks"):
+        if opts[key] < 1:
+            return f"option {key!r} = {opts[key]!r} must be >= 1"
+    if len(opts["image_size"]) != 2 or not all(isinstance(i, int) and i >= 32 for i in opts["image_size"]):
+        return f"option 'image_size' = {opts['image_size']!r} must be (H, W), both integers >= 32"
+    return None
+
+
+def _hand_options(opts: dict) -> str | None:
+    if opts["fold"] not in (1, 2, 3):
+        return f"option 'fold' = {opts['fold']!r} must be 1, 2 or 3"
+    if len(opts["scale_pair"]) != 2 or not all(isinstance(i, int) and i >= 0 for i in opts["scale_pair"]):
+        return f"option 'scale_pair' = {opts['scale_pair']!r} must be two landmark indices (0-based)"
+    return None
+
+
 register_dataset(DatasetSpec(
     "synthetic", _synthetic, "train", lambda cfg: ["test"], ("train", "test"), (800, 640),
     radii=lambda cfg: [2.0, 2.5, 3.0, 4.0],
@@ -179,7 +197,7 @@ register_dataset(DatasetSpec(
                           "spacing": f"nominal {240.0 / cfg.dataset_options['image_size'][0]:.4g} mm/px"},
     options={"train": ((int,), 60), "test": ((int,), 30), "landmarks": ((int,), 19),
              "image_size": ((list, tuple), [320, 256])},  # images of the train and test splits; (H, W)
-    needs_root=False))
+    check_options=_synthetic_options, needs_root=False))
 register_dataset(DatasetSpec(
     "isbi2015", lambda cfg, split: ISBI2015(cfg.root, split, annotation=cfg.ground_truth, outside=cfg.outside),
     "train", lambda cfg: ["test1", "test2"], ("train", "test1", "test2"), (800, 640),
@@ -197,7 +215,7 @@ register_dataset(DatasetSpec(
                           "spacing": f"landmarks {list(cfg.dataset_options['scale_pair'])} (0-based) set to 50 mm"},
     folds=lambda cfg: [1, 2, 3], with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
     options={"fold": ((int,), 1), "scale_pair": ((list, tuple), [1, 5])},  # Payer: landmarks 1 and 5 are 50 mm apart
-    pooled_by_pairs=True, paper_mre=("test, 895 images", 0.62)))
+    check_options=_hand_options, pooled_by_pairs=True, paper_mre=("test, 895 images", 0.62)))
 register_dataset(DatasetSpec(
     # spine radiographs are about 1:2.5 (W:H): a tall input keeps the per-axis scale of the vertebrae
     "aasce", lambda cfg, split: AASCESpine(cfg.root, split, missing=cfg.missing, outside=cfg.outside),

@@ -170,7 +170,7 @@ class TrainConfig:
                 raise bad("dataset_options", f"option {key!r} = {value!r} must be "
                                              f"{' or '.join('null' if t is type(None) else t.__name__ for t in types_)}")
         self.dataset_options = _with_defaults(self.dataset_options, spec.options)
-        problem = _option_problem(self.dataset, self.dataset_options)
+        problem = spec.check_options(self.dataset_options) if spec.check_options is not None else None
         if problem:
             raise bad("dataset_options", problem)
         if self.intensity_range not in INTENSITY_RANGES:
@@ -410,22 +410,6 @@ def _with_defaults(options: dict, schema: dict) -> dict:
     out = {key: default for key, (_, default) in schema.items()}
     out.update(options)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-
-
-def _option_problem(dataset: str, opts: dict) -> str | None:
-    """What is wrong with the values of the built-in datasets' options, or None."""
-    if dataset == "hand_xray":
-        if opts["fold"] not in (1, 2, 3):
-            return f"option 'fold' = {opts['fold']!r} must be 1, 2 or 3"
-        if len(opts["scale_pair"]) != 2 or not all(isinstance(i, int) and i >= 0 for i in opts["scale_pair"]):
-            return f"option 'scale_pair' = {opts['scale_pair']!r} must be two landmark indices (0-based)"
-    if dataset == "synthetic":
-        for key in ("train", "test", "landmarks"):
-            if opts[key] < 1:
-                return f"option {key!r} = {opts[key]!r} must be >= 1"
-        if len(opts["image_size"]) != 2 or not all(isinstance(i, int) and i >= 32 for i in opts["image_size"]):
-            return f"option 'image_size' = {opts['image_size']!r} must be (H, W), both integers >= 32"
-    return None
 
 
 # the flat fields' defaults are their options' defaults (derived, so the two cannot drift apart)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 from ..progress import tqdm
 
-from ..data import AASCESpine, DatasetError, LandmarkDataset, LandmarkSource
+from ..data import DatasetError, LandmarkDataset, LandmarkSource
 from ..data.registry import get_dataset
 from ..data.transforms import image_to_input
 from ..heatmaps import HeatmapCodec
@@ -115,7 +115,8 @@ def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig, source: LandmarkS
         out["clinical"] = source_clinical_metrics(predictions, source, analysis, spacing_mm=spec.fixed_spacing(cfg))
     if spec.extra_metrics == "spine":
         try:
-            reference = source.cobb_angles() if isinstance(source, AASCESpine) else None
+            angles = getattr(source, "cobb_angles", None)  # a source that carries its clinical truth (angles.csv)
+            reference = angles() if angles is not None else None
         except DatasetError:
             reference = None
         out.update(spine_metrics(predictions, reference))
