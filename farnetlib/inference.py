@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.io import read_gray, sha256_file
+from .data.io import gray_uint8, read_gray, sha256_file
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_input
 from .engine.runs import selected_checkpoint
 from .heatmaps import HeatmapCodec, heatmap_channels
@@ -486,7 +486,7 @@ class Predictor:
         """One image (array or file): one row per landmark; where the run has a cephalometric
         analysis, its measurements and classes in ``table.attrs["measurements"]`` (a dict:
         ``{"ANB": 4.1, "ANB_class": 1, ...}``; a DataFrame in attrs would break ``pd.concat``)."""
-        array = read_gray(Path(image)) if isinstance(image, (str, os.PathLike)) else _as_gray(image)
+        array = read_gray(Path(image)) if isinstance(image, (str, os.PathLike)) else gray_uint8(image)
         pts, peak = self.predict_arrays([array])
         name = str(image) if isinstance(image, (str, os.PathLike)) else "array"
         table = self._rows(name, pts[0], peak[0])
@@ -525,13 +525,3 @@ class Predictor:
         return table
 
 
-def _as_gray(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        image = image[..., :3].mean(axis=-1)
-    if image.ndim != 2:
-        raise ValueError(f"an image must be (H, W) or (H, W, 3), got shape {image.shape}")
-    if image.dtype != np.uint8:
-        lo, hi = float(image.min()), float(image.max())
-        image = ((image - lo) / max(hi - lo, 1e-12) * 255).round()
-    return image.astype(np.uint8)

@@ -130,3 +130,26 @@ def test_a_preloaded_malloc_makes_openvino_tbb_bind_normally(monkeypatch):
     monkeypatch.setenv("TBB_ENABLE_SANITIZERS", "0")  # a user's own setting is kept
     inference.resolve_backend("auto")
     assert os.environ["TBB_ENABLE_SANITIZERS"] == "0"
+
+
+def test_one_grayscale_rule_for_files_and_arrays(tmp_path):
+    """The same picture reaches the model as the same uint8 image whether it comes as a file (evaluate,
+    predict on a folder) or as an array (Predictor.predict): float images in [0, 1] were min-max
+    stretched as arrays but multiplied by 255 as files (issue 40)."""
+    from PIL import Image
+
+    from farnetlib.data.io import gray_uint8, read_gray
+
+    rng = np.random.default_rng(0)
+    dim = 0.2 + 0.3 * rng.random((40, 30)).astype(np.float32)  # a float image in [0, 1], not spanning it
+    Image.fromarray(dim, mode="F").save(tmp_path / "dim.tif")
+    np.testing.assert_array_equal(gray_uint8(dim), read_gray(tmp_path / "dim.tif"))
+    assert gray_uint8(dim).max() < 140  # kept dim: x 255, not stretched to the full range
+    wide = (rng.random((40, 30)) * 4000).astype(np.uint16)  # 16-bit: by its range, as a file
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    np.testing.assert_array_equal(gray_uint8(wide), read_gray(tmp_path / "wide.png"))
+    rgb = (rng.random((40, 30, 3)) * 255).astype(np.uint8)  # colour: the luma a file gives
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(gray_uint8(rgb), read_gray(tmp_path / "rgb.png"))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        gray_uint8(np.full((4, 4), np.nan))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DatasetError", "SplitAbsent", "read_json", "read_gray", "read_points_txt", "find_image", "sha256_file",
+__all__ = ["DatasetError", "SplitAbsent", "read_json", "read_gray", "gray_uint8", "read_points_txt", "find_image", "sha256_file",
            "IMAGE_SUFFIXES", "exif_orientation", "oriented_size"]
 
 IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -74,6 +74,32 @@ def find_image(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def gray_uint8(image: np.ndarray) -> np.ndarray:
+    """The one rule that turns any image array into the (H, W) uint8 the model reads, for files and
+    arrays alike: RGB(A) uint8 -> luma as PIL's ``convert("L")`` (what a file gives); other colour
+    arrays -> the channels' mean; uint8 as it is; booleans and floats in [0, 1] x 255; anything else
+    (16/32-bit integers, floats beyond [0, 1]) scaled by its own range. NaN or inf is a ValueError."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        if arr.dtype == np.uint8:
+            return np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., :3])).convert("L"))
+        arr = arr[..., :3].astype(np.float64).mean(axis=-1)
+    if arr.ndim != 2:
+        raise ValueError(f"an image must be (H, W) or (H, W, 3), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    values = arr.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("the image holds NaN or infinite pixel values")
+    lo, hi = values.min(), values.max()
+    floating = np.issubdtype(arr.dtype, np.floating)
+    if floating and lo >= 0 and hi <= 1:
+        return (values * 255).round().astype(np.uint8)  # a float image in [0, 1]
+    return ((values - lo) / max(hi - lo, 1e-12 if floating else 1) * 255).round().astype(np.uint8)
+
+
 def read_gray(path: Path) -> np.ndarray:
     """Decode an image file to a 2-D uint8 array (RGB with equal channels -> one channel), turned
     as viewers and labelling tools show it: an EXIF orientation (a phone or scanner photo) is applied."""
@@ -81,14 +107,11 @@ def read_gray(path: Path) -> np.ndarray:
         with Image.open(path) as opened:
             opened.load()
             im = ImageOps.exif_transpose(opened) if exif_orientation(opened) != 1 else opened
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(im, dtype=np.float64)
-                if not np.isfinite(arr).all():
-                    raise DatasetError(f"image {path} holds NaN or infinite pixel values")
-                if im.mode == "F" and arr.min() >= 0 and arr.max() <= 1:
-                    return (arr * 255).round().astype(np.uint8)  # a float image in [0, 1]
-                lo, hi = arr.min(), arr.max()  # 16-bit, 32-bit or float images: by their range
-                return ((arr - lo) / max(hi - lo, 1e-12 if im.mode == "F" else 1) * 255).round().astype(np.uint8)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit, 32-bit or float images
+                try:
+                    return gray_uint8(np.asarray(im, dtype=np.float32 if im.mode == "F" else np.int64))
+                except ValueError as err:
+                    raise DatasetError(f"image {path}: {err}") from None
             return np.asarray(im.convert("L"))
     except FileNotFoundError:
         raise DatasetError(f"image file not found: {path}") from None
