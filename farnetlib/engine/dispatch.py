@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 from .config import ConfigError, TrainConfig
 from .runs import write_atomic
 
-__all__ = ["EXECUTORS", "Launcher", "Unit", "TrainUnit", "dispatch", "unit_status", "status_lines",
+__all__ = ["EXECUTORS", "Launcher", "Unit", "TrainUnit", "train_in_turn", "dispatch", "unit_status", "status_lines",
            "slurm_executor", "jobs_record_path", "launcher_from_dict"]
 
 EXECUTORS = ("inline", "local", "slurm")
@@ -122,6 +122,41 @@ class TrainUnit:
         import submitit.helpers
 
         return submitit.helpers.DelayedSubmission(TrainUnit(self.config, self.run_dir))
+
+
+def train_in_turn(units: Sequence[Unit], time_limit: float | None = None, progress: bool = True,
+                  label: str = "", kind: str = "run", reuse_execution: bool = False) -> list[Path]:
+    """The ``inline`` executor: train (or resume, or skip when finished) each unit in order in this
+    process; returns their folders. ``time_limit`` (minutes) covers the whole call: each unit gets what
+    the earlier ones left (its own ``time_limit``, if any, still bounds it). A unit that stops before it
+    is finished (a time limit, SIGTERM/SIGINT) ends the call, so that a stop request stops the study or
+    the cross-validation and not only its current run; the same command resumes it. ``kind`` names a
+    unit in messages (arm, fold), ``label`` prefixes them; ``reuse_execution``: the later units take the
+    execution options the first one measured (one choice, as for the folds of one dataset)."""
+    from .stopping import Deadline, previous_history
+    from .training import train
+
+    runs: list[Path] = []
+    deadline = Deadline(time_limit)
+    for unit in units:
+        if deadline.expired() and not unit.finished:
+            if progress:
+                print(f"{label}time limit ({time_limit:g} min) used up before {kind} {unit.name}; the same command "
+                      "resumes there", flush=True)
+            break
+        if progress and label:
+            print(f"{label}{kind} {unit.name} -> {unit.run_dir}", flush=True)
+        cfg = unit.cfg
+        if time_limit is not None:
+            left = deadline.minutes_left()
+            cfg = replace(cfg, time_limit=left if cfg.time_limit is None else min(left, cfg.time_limit))
+        runs.append(train(cfg, run_dir=unit.run_dir, progress=progress, prior_history=previous_history(runs),
+                          execution_from=runs[-1] if reuse_execution and runs else None))
+        if not (runs[-1] / "metrics.json").is_file():
+            if progress:
+                print(f"{label}{kind} {unit.name} stopped before it finished; the same command resumes it", flush=True)
+            break
+    return runs
 
 
 def _submitit():

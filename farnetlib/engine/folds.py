@@ -12,8 +12,6 @@ from typing import Sequence
 
 from ..data.registry import get_dataset
 from .config import ConfigError, TrainConfig
-from .stopping import Deadline, previous_history
-from .training import train
 
 __all__ = ["train_folds", "fold_run_name", "fold_configs"]
 
@@ -52,17 +50,6 @@ def train_folds(cfg: TrainConfig, folds: Sequence[int] | None = None, progress: 
     stops before it is finished (time limit, SIGTERM/SIGINT) ends the call, and the same command
     resumes it and then trains the folds after it. With "auto" precision or layout, the first fold
     measures and the later ones take its choice (``execution.json`` says ``reused from <fold>``)."""
-    runs = []
-    deadline = Deadline(cfg.time_limit)
-    for fold, fold_cfg in fold_configs(cfg, folds).items():
-        if deadline.expired() and not (Path(cfg.results_dir) / fold_run_name(cfg, fold) / "metrics.json").is_file():
-            if progress:
-                print(f"time limit ({cfg.time_limit:g} min) used up before fold {fold}; the same command resumes "
-                      "there", flush=True)
-            break
-        fold_cfg = replace(fold_cfg, time_limit=deadline.minutes_left())  # re-validated
-        runs.append(train(fold_cfg, progress=progress, prior_history=previous_history(runs),
-                          execution_from=runs[-1] if runs else None))  # one measured choice for all folds
-        if not (runs[-1] / "metrics.json").is_file():
-            break
-    return runs
+    from .dispatch import train_in_turn
+
+    return train_in_turn(fold_units(cfg, folds), cfg.time_limit, progress, kind="fold", reuse_execution=True)

@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import ConfigError, TrainConfig, read_json_config
-from .stopping import Deadline, previous_history
-from .training import train
 
 __all__ = ["Study", "load_study", "train_study", "with_overrides", "FIXED_ACROSS_ARMS"]
 
@@ -122,26 +120,8 @@ def train_study(study: Study, arms: Sequence[str] | None = None, progress: bool 
     the earlier ones left (an arm's own ``time_limit`` field, if any, still bounds that arm). An arm
     that stops before it is finished (a time limit, or SIGTERM/SIGINT: see
     :func:`farnetlib.engine.train`) ends the study call there, so that a stop request stops the
-    study and not only its current arm; the same command resumes that arm."""
-    runs = []
-    deadline = Deadline(time_limit)
-    for name in study.select(arms):
-        if deadline.expired() and not (study.run_dir(name) / "metrics.json").is_file():
-            if progress:
-                print(f"study {study.name}: time limit ({time_limit:g} min) used up before arm {name}; the same "
-                      "command resumes there", flush=True)
-            break
-        if progress:
-            print(f"study {study.name}: arm {name} -> {study.run_dir(name)}", flush=True)
-        cfg = study.arms[name]
-        if time_limit is not None:
-            left = deadline.minutes_left()
-            cfg = replace(cfg, time_limit=left if cfg.time_limit is None else min(left, cfg.time_limit))
-        runs.append(train(cfg, run_dir=study.run_dir(name), progress=progress,
-                          prior_history=previous_history(runs)))
-        if not (runs[-1] / "metrics.json").is_file():
-            if progress:
-                print(f"study {study.name}: arm {name} stopped before it finished; the same command resumes it",
-                      flush=True)
-            break
-    return runs
+    study and not only its current arm; the same command resumes that arm (the inline executor,
+    :func:`farnetlib.engine.dispatch.train_in_turn`)."""
+    from .dispatch import train_in_turn
+
+    return train_in_turn(study.units(arms), time_limit, progress, label=f"study {study.name}: ", kind="arm")
