@@ -99,9 +99,13 @@ def test_mixups_are_counted_as_the_issue_defines_them():
     assert mixed[0].tolist() == [k in range(8, 12) for k in range(68)]
 
 
-def test_farnet_predict_on_spines_writes_cobb_angles_and_draws_the_end_vertebrae(tmp_path, monkeypatch):
-    """predict_folder with an AASCE run whose heatmaps are known (a stand-in backend): the angles in
+@pytest.mark.parametrize("targets", ["landmarks", "spine_corners"])
+def test_farnet_predict_on_spines_writes_cobb_angles_and_draws_the_end_vertebrae(tmp_path, monkeypatch, targets):
+    """predict_folder with an AASCE run whose heatmaps are known (a stand-in backend; 68 per-landmark
+    channels decoded in order, or the 4 corner-type channels of targets 'spine_corners'): the angles in
     cobb_angles.csv are those of the true corners, with each curve's end vertebrae named."""
+    from farnetlib.spine_codec import corner_type_targets
+
     from PIL import Image
 
     from farnetlib.engine import folder
@@ -114,10 +118,12 @@ def test_farnet_predict_on_spines_writes_cobb_angles_and_draws_the_end_vertebrae
         name, precision = "known", "fp32"
 
         def __call__(self, batch):
-            return heatmaps(truth).numpy().repeat(len(batch), axis=0)
+            maps = heatmaps(truth) if targets == "landmarks" else corner_type_targets(heatmaps(truth))
+            return maps.numpy().repeat(len(batch), axis=0)
 
     pre = Preprocess(input_size=(H, W), num_landmarks=68, landmark_names=[str(k) for k in range(68)],
-                     decoder="spine_ordered", dataset="aasce")
+                     decoder="spine_ordered" if targets == "landmarks" else "spine_corners", targets=targets,
+                     dataset="aasce")
     monkeypatch.setattr(Predictor, "from_run", classmethod(lambda cls, *a, **k: Predictor(KnownHeatmaps(), pre)))
     images = tmp_path / "spines"
     images.mkdir()
