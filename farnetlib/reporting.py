@@ -1,7 +1,8 @@
-"""Tables from run folders only (``results/runs/*``): summaries in the paper's layout, per-landmark
+"""Tables from run folders only (``runs/*``, ``results/<protocol>/*``): summaries in the paper's layout, per-landmark
 tables, and writers for CSV + Markdown + LaTeX. Every row carries what qualifies its numbers."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -16,7 +17,8 @@ from .uncertainty import errors_matrix, format_interval, interval_columns
 
 __all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "worst_and_median", "group_spread", "backbone_table", "write_table", "paper_layout",
            "inter_observer", "model_vs_observers", "with_units", "spine_table", "curve_references",
-           "clinical_scores", "clinical_table", "clinical_caption", "clinical_summary"]
+           "clinical_scores", "clinical_table", "clinical_caption", "clinical_summary", "compare_runs",
+           "seed_spread"]
 
 QUALIFIERS = ("dataset", "ground_truth", "spacing", "unit", "input_size_hw", "decoder")
 
@@ -308,3 +310,64 @@ def clinical_summary(rows: dict[str, tuple[dict, ClinicalScore, ClinicalScore | 
         row.update({f"SCR {k} (%)": t.loc[k, "scr_%"] for k in t.index if k != "mean"})
         out.append(row)
     return pd.DataFrame(out).set_index("run")
+
+
+def compare_runs(run: dict, reference: dict) -> pd.DataFrame:
+    """A run beside a reference run (``farnet compare``), one row per split both evaluated: MRE and
+    SDR of each, and the paired difference of MRE (run minus reference) with its bootstrap 95 %
+    interval over images and the Wilcoxon p (:func:`farnetlib.uncertainty.paired_comparison`), where
+    both covered the same images and landmarks. A paired difference says whether these two *models*
+    differ on these images; two seeds of one recipe differ too (the ablation's seed spread)."""
+    from .uncertainty import errors_matrix, paired_comparison
+
+    rows = []
+    for split, m in run["metrics"]["splits"].items():
+        ref = reference["metrics"]["splits"].get(split)
+        if not isinstance(m, dict) or not isinstance(ref, dict) or "mre" not in m or "mre" not in ref:
+            continue
+        unit = m["unit"]
+        radius = next((k for k in m if k.startswith("sdr_") and k in ref), None)
+        row = {"split": split, "unit": unit, f"MRE {run['name']}": m["mre"], f"MRE {reference['name']}": ref["mre"]}
+        if radius is not None:
+            row[f"SDR {radius[4:]} {unit} {run['name']} (%)"] = m[radius]
+            row[f"SDR {radius[4:]} {unit} {reference['name']} (%)"] = ref[radius]
+        column = "error_mm" if unit == "mm" else "error_px"
+        ids_a, a = errors_matrix(run["predictions"], split, column)
+        ids_b, b = errors_matrix(reference["predictions"], split, column)
+        if ids_a == ids_b and a.shape == b.shape:
+            c = paired_comparison(b, a)  # the run minus the reference
+            row.update({"difference": c.difference, "difference_lower": c.lower, "difference_upper": c.upper,
+                        "wilcoxon_p": c.wilcoxon_p, "images": c.n_images})
+        else:
+            row["difference"] = m["mre"] - ref["mre"]  # not the same images: no paired test
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{run['name']} and {reference['name']} share no evaluated split")
+    return pd.DataFrame(rows).set_index("split")
+
+
+_NOT_RECIPE = ("seed", "run_name", "results_dir", "root", "cache_dir", "threads", "device", "precision", "channels_last",
+               "time_limit", "num_workers", "eval_batch_size", "backend", "backend_precision")
+
+
+def seed_spread(reference: dict, results: str | Path = "results") -> pd.DataFrame | None:
+    """The seed-to-seed spread of ``reference``'s recipe measured in the committed runs: the runs under
+    ``results`` whose config differs from the reference's only in ``seed`` (and paths and execution
+    options); per split, their count, mean and SD of MRE. None where fewer than two seeds were run."""
+    from .engine.runs import load_run
+
+    def recipe(cfg: dict) -> dict:
+        return {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
+
+    want = recipe(reference["config"])
+    runs = []
+    for path in sorted(Path(results).rglob("metrics.json")):
+        config = path.parent / "config.json"
+        if config.is_file() and recipe(json.loads(config.read_text())) == want:
+            runs.append(load_run(path.parent))
+    if len({r["config"]["seed"] for r in runs}) < 2:
+        return None
+    rows = [{"split": split, "seeds": len(values), "mean MRE": float(np.mean(values)), "SD MRE": float(np.std(values, ddof=1))}
+            for split in reference["metrics"]["splits"]
+            if len(values := [r["metrics"]["splits"][split]["mre"] for r in runs if split in r["metrics"]["splits"]]) > 1]
+    return pd.DataFrame(rows).set_index("split") if rows else None

@@ -103,10 +103,19 @@ def reproduce_dataset(dataset: str, root: str | None, protocol: str = "cpu", out
 
 def reproduce_study(study: str, out_dir: str | None = None, train: bool = True) -> Path:
     """Notebook 03 on a study file; the executed copy, tables and figures go to ``out_dir`` (default:
-    the study's ``results_dir``)."""
+    the study's ``results_dir``, where it trains). Without training (``--tables-only``) it reads the
+    committed arms (:func:`farnetlib.engine.runs.reference_folder`) and writes beside them."""
+    from .engine.runs import reference_folder
+
     chdir_repo_root()
-    out_dir = out_dir or json.loads(Path(study).read_text())["base"]["results_dir"]
-    return run_notebook("03_backbone_ablation", out_dir, study=study, train=train, out_dir=out_dir)
+    results_dir = json.loads(Path(study).read_text())["base"]["results_dir"]
+    if train:
+        out_dir = out_dir or results_dir
+        return run_notebook("03_backbone_ablation", out_dir, study=study, train=True, out_dir=out_dir)
+    reference = str(reference_folder(results_dir))
+    out_dir = out_dir or reference
+    return run_notebook("03_backbone_ablation", out_dir, study=study, train=False, out_dir=out_dir,
+                        overrides={"results_dir": reference})
 
 
 def pilot_report(study_file: str) -> list[Path]:
@@ -117,10 +126,14 @@ def pilot_report(study_file: str) -> list[Path]:
     from .plots import save
     from .reporting import write_table
 
+    from .engine.runs import reference_folder
+    from .engine.study import with_overrides
+
     chdir_repo_root()
     study, raw = load_study(study_file), json.loads(Path(study_file).read_text())
+    out = reference_folder(study.base.results_dir)  # the committed pilot runs, and their tables beside them
+    study = with_overrides(study, {"results_dir": str(out)})
     table = pilot_table(study, raw)
-    out = Path(study.base.results_dir)
     caption = (f"{study.name}: validation MRE at equal time = best validation MRE among the epochs ended within "
                f"{table.attrs['equal_time_minutes']:.1f} min of training + validation (the shortest arm); "
                f"no test split was evaluated. {raw.get('description', '')}")
@@ -133,17 +146,19 @@ PROTOCOL_DATASETS = ("isbi2015", "aasce", "hand_xray")
 
 
 def protocol_runs(protocol: str = "cpu") -> dict[str, list[str]]:
-    """Per dataset, the run folders of its ``configs/<dataset>_<protocol>.json`` (the fold runs
-    ``<run_name>-fold<k>`` of a dataset with folds, as ``farnet cv`` names them)."""
+    """Per dataset, the committed run folders of its ``configs/<dataset>_<protocol>.json`` (under
+    ``results/``, :func:`farnetlib.engine.runs.reference_folder`; the fold runs ``<run_name>-fold<k>``
+    of a dataset with folds, as ``farnet cv`` names them)."""
     from .data.registry import get_dataset
     from .engine.config import TrainConfig
+    from .engine.runs import reference_folder
 
     out = {}
     for dataset in PROTOCOL_DATASETS:
         path = Path(f"configs/{dataset}_{protocol}.json")
         if path.is_file():
             cfg = TrainConfig.load(path)
-            base = Path(cfg.results_dir) / (cfg.run_name or cfg.default_run_name())
+            base = reference_folder(cfg.results_dir) / (cfg.run_name or cfg.default_run_name())
             folds = get_dataset(dataset).folds(cfg)
             out[dataset] = [f"{base}-fold{k}" for k in folds] if folds else [str(base)]
     return out

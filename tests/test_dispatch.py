@@ -184,7 +184,7 @@ def test_the_paper_ablation_study_file_is_27_runs_of_the_60_minute_recipe_for_sl
                     "augment", "augment_level", "batch_size", "val_count", "split_seed", "test_splits"):
             value = getattr(cfg, key)
             assert (list(value) if isinstance(value, tuple) else value) == cpu[key], key
-        assert cfg.weights is None and cfg.results_dir == "results/isbi2015_ablation_paper"
+        assert cfg.weights is None and cfg.results_dir == "runs/isbi2015_ablation_paper"
 
 
 @pytest.mark.slow

@@ -412,3 +412,40 @@ def test_compose_config_applies_overrides_to_a_file_and_finds_the_data_folder(tm
     assert compose_config(None, {"epochs": 3}).dataset == "synthetic"
     with pytest.raises(ConfigError, match="hand.json: .*'epochs'"):
         compose_config(path, {"epochs": 0})
+
+
+def test_configs_train_into_runs_and_compare_sets_a_run_beside_its_committed_reference(tiny_run, tmp_path, capsys):
+    """Issue 41: the shipped configs write into the git-ignored runs/, the reports and `farnet compare`
+    read the committed copies under results/; compare gives both runs' numbers, their paired difference
+    and the seed spread of the reference's recipe where several seeds were committed."""
+    from farnetlib.engine.cli import main
+    from farnetlib.engine.runs import reference_folder
+    from farnetlib.reporting import seed_spread
+
+    assert reference_folder("runs/isbi2015_cpu") == Path("results/isbi2015_cpu")
+    assert reference_folder("/data/elsewhere") == Path("/data/elsewhere")
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.json")):
+        text = json.loads(path.read_text())
+        folder = (text.get("base") or text)["results_dir"]
+        assert folder.startswith("runs/"), f"{path.name} writes into {folder}, a tracked folder"
+    results = tmp_path / "results"
+    a, b = (Path(shutil.copytree(tiny_run, results / name)) for name in ("a", "b"))
+    config = json.loads((b / "config.json").read_text())
+    (b / "config.json").write_text(json.dumps({**config, "seed": 1}))  # another seed of the same recipe
+    preds = pd.read_csv(b / "predictions.csv")
+    preds["error_px"] += 1.0
+    preds["error_mm"] += 1.0
+    (b / "predictions.csv").write_text(preds.to_csv(index=False))
+    metrics = json.loads((b / "metrics.json").read_text())
+    for m in metrics["splits"].values():
+        m["mre"] += 1.0
+    (b / "metrics.json").write_text(json.dumps(metrics))
+    main(["compare", str(b), str(a)])
+    out = capsys.readouterr().out
+    assert f"b ({b}) against {a}" in out and "seed spread of the reference's recipe in the committed runs" not in out
+    from farnetlib.reporting import compare_runs
+
+    table = compare_runs(load_run(b), load_run(a))
+    assert np.allclose(table["difference"], 1.0) and (table["difference_lower"] > 0.99).all()
+    spread = seed_spread(load_run(a), results=results)
+    assert spread is not None and (spread["seeds"] == 2).all() and np.allclose(spread["SD MRE"], np.sqrt(0.5))

@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import sys
+from pathlib import Path
 
 from ..data import DatasetError
 from ..data.registry import get_dataset
@@ -212,6 +213,9 @@ def _main(argv: list[str]) -> None:
     s.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="for all arms together: stop resumably before an epoch that would not fit")
     _launcher_args(s)
+    m = sub.add_parser("compare", help="a run beside a reference run: MRE, SDR and the paired difference per split")
+    m.add_argument("run", help="a finished run folder")
+    m.add_argument("reference", nargs="?", help="default: the committed run the run's config names (results/...)")
     e = sub.add_parser("evaluate", help="evaluate a run's selected checkpoint on a split")
     e.add_argument("run", help="run folder or checkpoint file")
     e.add_argument("split", help="a split of the run's dataset: isbi2015 train/test1/test2, hand_xray train/test, "
@@ -277,6 +281,7 @@ def _main(argv: list[str]) -> None:
             _stopped_exit([run_dir])
     elif args.cmd == "cv":
         from ..crossval import pooled_summary, pooled_table
+        from ..reporting import with_units
 
         cfg = _config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None)
         wanted = args.folds or get_dataset(cfg.dataset).folds(cfg)
@@ -293,7 +298,9 @@ def _main(argv: list[str]) -> None:
             raise SystemExit(EXIT_STOPPED)
         print("\n".join(f"run folder: {d}" for d in run_dirs))
         table = pooled_table if get_dataset(cfg.dataset).pooled_by_pairs else pooled_summary  # hand: both 50 mm pairs
-        print(table([load_run(d) for d in run_dirs]).round(3).to_string())
+        runs = [load_run(d) for d in run_dirs]
+        unit = next(iter(runs[0]["metrics"]["splits"].values()))["unit"]
+        print(with_units(table(runs), unit).round(2).to_string())
     elif args.cmd == "study":
         if args.time_limit is not None and not 0 < args.time_limit < float("inf"):
             raise ConfigError(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
@@ -308,6 +315,26 @@ def _main(argv: list[str]) -> None:
             print(f"{arm:28s} {'finished' if arm in finished else 'not finished'}  {study.run_dir(arm)}")
         if not args.list and any(arm not in finished for arm in study.select(args.arms)):
             raise SystemExit(EXIT_STOPPED)
+    elif args.cmd == "compare":
+        from ..reporting import compare_runs, seed_spread
+        from .runs import reference_folder
+
+        run = load_run(Path(args.run))
+        reference = args.reference or str(reference_folder(run["config"]["results_dir"]) / run["name"])
+        if Path(reference).resolve() == Path(args.run).resolve():
+            raise ConfigError(f"{args.run} is its own reference: name the run to compare it with")
+        ref = load_run(Path(reference))
+        print(f"{run['name']} ({args.run}) against {reference}:")
+        print(compare_runs(run, ref).round(3).to_string())
+        print("difference: the run's MRE minus the reference's, with its paired bootstrap 95 % interval over images "
+              "(whether these two models differ on these images)")
+        spread = seed_spread(ref)
+        if spread is None:
+            print("seed spread of the reference's recipe: not measured (one seed among the committed runs); two seeds "
+                  "of one recipe differ too, so a small difference need not be a difference of recipes")
+        else:
+            print("seed spread of the reference's recipe in the committed runs (a difference of recipes must exceed it):")
+            print(spread.round(3).to_string())
     elif args.cmd == "convert":
         from ..data.convert import from_builtin, from_coco
 

@@ -123,7 +123,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (None: torch default)
     time_limit: float | None = None  # minutes for this call: stop (resumably) before an epoch that would not fit
     run_name: str | None = None
-    results_dir: str = "results/runs"
+    results_dir: str = "runs"  # git-ignored; the committed reference runs live under results/
 
     def __post_init__(self) -> None:
         self.check_types()

@@ -1,6 +1,6 @@
 """Run folders: everything needed to regenerate a table or figure, nothing else.
 
-``results/runs/<run-id>/``: ``config.json``, ``environment.json``, ``history.csv``,
+``runs/<run-id>/`` (git-ignored; committed reference runs under ``results/``): ``config.json``, ``environment.json``, ``history.csv``,
 ``predictions.csv`` (one row per image x landmark), ``metrics.json``; checkpoints go to the
 git-ignored ``checkpoints/`` inside it.
 """
@@ -27,7 +27,20 @@ import torch
 from .precision import allocator, cpu_flags
 
 __all__ = ["environment", "load_run", "list_runs", "RUN_FILES", "write_atomic", "atomic_path", "run_lock",
-           "RunLocked", "git_commit", "read_json_record", "RunRecordError", "selected_checkpoint", "read_checkpoint"]
+           "RunLocked", "git_commit", "read_json_record", "RunRecordError", "selected_checkpoint", "read_checkpoint",
+           "reference_folder"]
+
+# The shipped configs train into the git-ignored runs/<x>; the runs made with them are committed as
+# results/<x>, the reference a new run is compared with (``farnet compare``) and the reports read.
+RUNS_DIR, REFERENCE_DIR = "runs", "results"
+
+
+def reference_folder(results_dir: str | Path) -> Path:
+    """The committed reference copy of a config's results folder (``runs/<x>`` -> ``results/<x>``);
+    any other folder is its own reference."""
+    path = Path(results_dir)
+    return Path(REFERENCE_DIR, *path.parts[1:]) if path.parts[:1] == (RUNS_DIR,) else path
+
 
 RUN_FILES = ("config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json")
 _PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-image", "pillow", "farnetlib")
@@ -223,7 +236,7 @@ def load_run(path: str | Path) -> dict:
             "predictions": pd.read_csv(path / "predictions.csv", dtype={"id": str})}
 
 
-def list_runs(results_dir: str | Path = "results/runs", pattern: str = "*") -> list[Path]:
+def list_runs(results_dir: str | Path = "runs", pattern: str = "*") -> list[Path]:
     """Complete run folders under ``results_dir`` matching ``pattern`` (incomplete ones are skipped)."""
     return sorted(p for p in Path(results_dir).glob(pattern) if p.is_dir() and (p / "metrics.json").is_file())
 
