@@ -25,7 +25,6 @@ skips the units whose jobs are still queued or running. submitit's own files (pi
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -322,14 +321,15 @@ def _job_state(entry: dict) -> str:
     return "RUNNING"
 
 
-@functools.lru_cache(maxsize=1)
 def _sacct_works() -> bool:
     """Whether this cluster keeps accounting (submitit reads job states with sacct; small clusters
-    often run without it, and then only squeue knows the jobs still queued or running)."""
+    often run without it, and then only squeue knows the jobs still queued or running). Asked the way
+    submitit asks (``subprocess.check_output``), so that what fakes one fakes both."""
     try:
-        return subprocess.run(["sacct", "-n", "-j", "1"], capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+        subprocess.check_output(["sacct", "-n", "-j", "1"], stderr=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.SubprocessError):
         return False
+    return True
 
 
 def _squeue_state(job_id: str) -> str:
