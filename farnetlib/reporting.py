@@ -13,7 +13,7 @@ from .ceph import ClinicalScore, get_analysis, landmark_array, rater_landmarks, 
 from .data.registry import config_option, get_dataset
 from .metrics import per_landmark_table, radial_errors
 from .spine import ANGLE_NAMES
-from .uncertainty import errors_matrix, format_interval, interval_columns
+from .uncertainty import errors_matrix, format_interval, interval_columns, paired_comparison
 
 __all__ = ["summary_table", "per_landmark", "worst_images", "median_image", "worst_and_median", "group_spread", "backbone_table", "write_table", "paper_layout",
            "inter_observer", "model_vs_observers", "with_units", "spine_table", "curve_references",
@@ -95,7 +95,8 @@ def worst_images(predictions: pd.DataFrame, split: str, n: int = 4, unit: str = 
 def worst_and_median(predictions: pd.DataFrame, split: str, n: int = 4, unit: str = "mm") -> tuple[list[str], str]:
     """The ``n`` worst image ids of ``split`` and then the median one, each once (a small split's
     median can be among its worst), and the phrase that says which they are, for a figure's title."""
-    ids, median = worst_images(predictions, split, n, unit), median_image(predictions, split, unit)
+    per_image = _per_image_mre(predictions, split, unit)
+    ids, median = per_image.index[:n].tolist(), str(per_image.index[len(per_image) // 2])
     if median in ids:
         return ids, f"the {len(ids)} worst images (the median one among them)"
     return ids + [median], f"the {len(ids)} worst images, then the median one"
@@ -318,8 +319,6 @@ def compare_runs(run: dict, reference: dict) -> pd.DataFrame:
     interval over images and the Wilcoxon p (:func:`farnetlib.uncertainty.paired_comparison`), where
     both covered the same images and landmarks. A paired difference says whether these two *models*
     differ on these images; two seeds of one recipe differ too (the ablation's seed spread)."""
-    from .uncertainty import errors_matrix, paired_comparison
-
     rows = []
     for split, m in run["metrics"]["splits"].items():
         ref = reference["metrics"]["splits"].get(split)
@@ -354,17 +353,15 @@ def seed_spread(reference: dict, results: str | Path = "results") -> pd.DataFram
     """The seed-to-seed spread of ``reference``'s recipe measured in the committed runs: the runs under
     ``results`` whose config differs from the reference's only in ``seed`` (and paths and execution
     options); per split, their count, mean and SD of MRE. None where fewer than two seeds were run."""
-    from .engine.runs import load_run
-
     def recipe(cfg: dict) -> dict:
         return {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
 
     want = recipe(reference["config"])
-    runs = []
+    runs = []  # config and metrics only: the predictions of every match are not needed here
     for path in sorted(Path(results).rglob("metrics.json")):
         config = path.parent / "config.json"
-        if config.is_file() and recipe(json.loads(config.read_text())) == want:
-            runs.append(load_run(path.parent))
+        if config.is_file() and recipe(values := json.loads(config.read_text())) == want:
+            runs.append({"config": values, "metrics": json.loads(path.read_text())})
     if len({r["config"]["seed"] for r in runs}) < 2:
         return None
     rows = [{"split": split, "seeds": len(values), "mean MRE": float(np.mean(values)), "SD MRE": float(np.std(values, ddof=1))}

@@ -121,13 +121,11 @@ def reproduce_study(study: str, out_dir: str | None = None, train: bool = True) 
 def pilot_report(study_file: str) -> list[Path]:
     """The pilot table (CSV/MD/TeX) and learning-curve figure of a recipe-pilot study, from its run
     folders, written beside them (``<results_dir>/pilot_table.*``, ``learning_curves.png``)."""
-    from .engine.study import load_study
+    from .engine.runs import reference_folder
+    from .engine.study import load_study, with_overrides
     from .pilots import learning_curves, pilot_table
     from .plots import save
     from .reporting import write_table
-
-    from .engine.runs import reference_folder
-    from .engine.study import with_overrides
 
     chdir_repo_root()
     study, raw = load_study(study_file), json.loads(Path(study_file).read_text())
@@ -435,7 +433,7 @@ def readme_figure(out: str | Path = "docs/images/predictions.png") -> Path:
     for ax, (folder, split, label) in zip(axes, README_RUNS):
         run = load_run(Path(folder))
         source = run_source(run["config"], split)
-        unit = "mm" if run["predictions"].query("split == @split")["error_mm"].notna().all() else "px"
+        unit = run["metrics"]["splits"][split]["unit"]
         image_id = median_image(run["predictions"], split, unit)
         preds = run["predictions"].query("split == @split and id == @image_id")
         col = "error_mm" if unit == "mm" else "error_px"
