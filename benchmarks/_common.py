@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from farnetlib.engine.precision import allocator, cpu_flags
+from farnetlib.precision import allocator, cpu_flags
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 

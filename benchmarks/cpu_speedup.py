@@ -46,7 +46,8 @@ def one(variant: str, size: tuple[int, int], batch: int, steps: int, backbone: s
 
     from _common import time_fn
     from farnetlib import FARNet
-    from farnetlib.engine.steps import StepContext, make_codecs, train_step
+    from farnetlib.engine.steps import StepContext, train_step
+    from farnetlib.heatmaps import farnet_codecs
     from farnetlib.losses import CoarseToFineLoss, EWCLoss
 
     opts = VARIANTS[variant]
@@ -58,7 +59,7 @@ def one(variant: str, size: tuple[int, int], batch: int, steps: int, backbone: s
     model.train()
     net = torch.compile(model) if opts["compile"] else model
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    coarse, fine = make_codecs(size, 3.0, 3.0)
+    coarse, fine = farnet_codecs(size, sigma=3.0, sigma_coarse=3.0)
     ctx = StepContext(device=torch.device("cpu"), precision=opts["precision"], channels_last=opts["channels_last"],
                       input_size=size, codec_fine=fine, codec_coarse=coarse, criterion=CoarseToFineLoss(EWCLoss(40.0)))
     h, w = size
@@ -113,7 +114,7 @@ def main() -> None:
             r["speedup_vs_today"] = r["images_per_s"] / base["images_per_s"]
     import torch
 
-    from farnetlib.engine.precision import cpu_flags as read_cpu_flags
+    from farnetlib.precision import cpu_flags as read_cpu_flags
 
     cpu_flags = read_cpu_flags()
     payload = {"backbone": args.backbone, "input_hw": list(size), "batch": args.batch, "loss": "ewc",

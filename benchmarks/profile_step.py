@@ -27,7 +27,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     from farnetlib import FARNet
-    from farnetlib.engine.steps import StepContext, make_codecs, train_step
+    from farnetlib.engine.steps import StepContext, train_step
+    from farnetlib.heatmaps import farnet_codecs
     from farnetlib.losses import CoarseToFineLoss, EWCLoss
 
     torch.set_num_threads(args.threads)
@@ -35,7 +36,7 @@ def main() -> None:
     h, w = args.size
     model = FARNet(19, args.backbone, fine_head_width=args.fine_head_width).train()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    coarse, fine = make_codecs((h, w), 3.0, 3.0)
+    coarse, fine = farnet_codecs((h, w), sigma=3.0, sigma_coarse=3.0)
     ctx = StepContext(torch.device("cpu"), "fp32", False, (h, w), fine, coarse, CoarseToFineLoss(EWCLoss(40.0)))
     batch = {"image": torch.randn(args.batch, 3, h, w), "landmarks": torch.rand(args.batch, 19, 2) * torch.tensor([w - 1.0, h - 1.0])}
     train_step(model, opt, None, batch, ctx)  # warm-up

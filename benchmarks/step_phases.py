@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write  # noqa: E402
 
 from farnetlib import FARNet  # noqa: E402
-from farnetlib.engine.precision import autocast, to_layout  # noqa: E402
-from farnetlib.engine.steps import StepContext, make_codecs, make_targets  # noqa: E402
+from farnetlib.precision import autocast, to_layout  # noqa: E402
+from farnetlib.engine.steps import StepContext, make_targets  # noqa: E402
+from farnetlib.heatmaps import farnet_codecs  # noqa: E402
 from farnetlib.losses import CoarseToFineLoss, EWCLoss  # noqa: E402
 
 
@@ -39,7 +40,7 @@ class Variant:
         self.size, self.batch_size, self.fused = size, batch, fused
         self.model = to_layout(FARNet(args.landmarks, args.backbone).train(), args.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), 1e-3, fused=fused, foreach=None if fused else True)
-        coarse, fine = make_codecs(size, 3.0, 3.0)
+        coarse, fine = farnet_codecs(size, sigma=3.0, sigma_coarse=3.0)
         self.ctx = StepContext(torch.device("cpu"), args.precision, args.channels_last, size, fine, coarse,
                                CoarseToFineLoss(EWCLoss(40.0)))
         self.images = to_layout(torch.randn(batch, 3, h, w), args.channels_last)

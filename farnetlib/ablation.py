@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .model import farnet, parameter_counts
+from .model import architecture_parameter_counts
 from .reporting import group_spread, summary_table
 from .uncertainty import errors_matrix, paired_comparison
 
@@ -70,12 +70,14 @@ def paired_tests(runs: list[dict], reference: str, split: str) -> pd.DataFrame:
 
 
 def _parameters(run: dict) -> dict[str, int]:
-    """Parameter counts recorded by training, or counted from the run's config (older runs)."""
+    """Parameter counts recorded by training, or counted from the run's config (older runs: the
+    architecture on the meta device, no model in memory)."""
     if "parameters" in run["metrics"]:
         return run["metrics"]["parameters"]
     cfg = run["config"]
     k = int(run["predictions"]["landmark"].nunique())
-    return parameter_counts(farnet(k, backbone=cfg["backbone"], fine_head_width=cfg.get("fine_head_width")))
+    return architecture_parameter_counts(k, backbone=cfg["backbone"], fine_head_width=cfg.get("fine_head_width"),
+                                         decoder_width=cfg.get("decoder_width", 1.0))
 
 
 def cost_table(runs: list[dict]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models.feature_extraction import create_feature_extractor
 
-__all__ = ["BACKBONES", "Backbone", "build_backbone", "load_imagenet_state_dict"]
+__all__ = ["backbone_state_dict", "load_backbone_weights", "BACKBONES", "Backbone", "build_backbone", "load_imagenet_state_dict"]
 
 
 def _densenet_nodes(_: nn.Module) -> list[str]:
@@ -93,16 +93,7 @@ def build_backbone(name: str, weights: str | os.PathLike | None = None,
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
     model = models.get_model(name, weights=None)
     if weights is not None:
-        if str(weights) == "imagenet":
-            state = load_imagenet_state_dict(name, allow_download=allow_download)
-        else:
-            path = Path(weights)
-            if not path.is_file():
-                raise FileNotFoundError(f"backbone weights file not found: {path}")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        if name.startswith("densenet"):
-            state = _fix_legacy_densenet_keys(state)
-        model.load_state_dict(state)
+        model.load_state_dict(backbone_state_dict(name, weights, allow_download))
     nodes = _FAMILIES[name](model)
     body = create_feature_extractor(model, return_nodes={n: f"f{i + 1}" for i, n in enumerate(nodes)})
     was_training = body.training
@@ -116,6 +107,29 @@ def build_backbone(name: str, weights: str | os.PathLike | None = None,
                            "expected strides 2, 4, 8, 16, 32")
     channels = tuple(int(f.shape[1]) for f in feats.values())
     return Backbone(name=name, body=body, channels=channels)  # type: ignore[arg-type]
+
+
+def backbone_state_dict(name: str, weights: str | os.PathLike, allow_download: bool = True) -> dict[str, torch.Tensor]:
+    """The state dict of torchvision's classification model ``name`` that ``weights`` names:
+    ``"imagenet"`` (:func:`load_imagenet_state_dict`) or the path of a state dict."""
+    if str(weights) == "imagenet":
+        state = load_imagenet_state_dict(name, allow_download=allow_download)
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights file not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return _fix_legacy_densenet_keys(state) if name.startswith("densenet") else state
+
+
+def load_backbone_weights(body: nn.Module, name: str, weights: str | os.PathLike, allow_download: bool = True) -> None:
+    """Load ``weights`` (:func:`backbone_state_dict`) into a built feature extractor of ``name``: its
+    layers keep torchvision's names; the classifier and the layers after the last tap are not in it.
+    A state dict that lacks any of the extractor's tensors is an error naming them."""
+    missing, _ = body.load_state_dict(backbone_state_dict(name, weights, allow_download), strict=False)
+    if missing:
+        raise ValueError(f"backbone weights {weights} do not fit {name}: missing {', '.join(missing[:4])}"
+                         f"{' ...' if len(missing) > 4 else ''}")
 
 
 def _fix_legacy_densenet_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

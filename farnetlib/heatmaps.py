@@ -8,13 +8,18 @@ grid one pixel off this convention; we do not copy that.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from .decoders import ArgmaxDecoder, DarkDecoder, QuadraticDecoder
+from .spine_codec import CornerTypeDecoder, OrderedSpineDecoder, corner_type_present, corner_type_targets
+
 __all__ = ["rescale_points", "GaussianHeatmapEncoder", "ArgmaxDecoder", "QuadraticDecoder", "DarkDecoder",
-           "HeatmapCodec", "build_decoder", "heatmap_channels", "DECODERS", "TARGETS"]
+           "HeatmapCodec", "build_decoder", "decoder_name", "decoder_label", "decoder_parameters", "check_decoder", "heatmap_channels",
+           "DECODERS", "TARGETS", "farnet_codecs"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -64,148 +69,78 @@ class GaussianHeatmapEncoder:
     __call__ = encode
 
 
-def _argmax(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    if heatmaps.ndim < 3:
-        raise ValueError(f"heatmaps must be (..., H, W) with a landmark axis, got {tuple(heatmaps.shape)}")
-    if not torch.isfinite(heatmaps).all():
-        raise ValueError("heatmaps contain NaN or inf")
-    w = heatmaps.shape[-1]
-    flat = heatmaps.flatten(-2)
-    maxval, idx = flat.max(dim=-1)
-    return idx // w, idx % w, maxval, flat
+def _spine_ordered(num_landmarks: int | None = None, **params):
+    return OrderedSpineDecoder(mode="assign", **params)
 
 
-class ArgmaxDecoder:
-    """Integer location of the maximum: error up to 0.5 px per axis."""
-
-    name = "argmax"
-
-    def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(..., K, H, W)`` -> points ``(..., K, 2)`` (x, y) in heatmap pixels and peak values."""
-        iy, ix, maxval, _ = _argmax(heatmaps)
-        return torch.stack([ix, iy], dim=-1).to(heatmaps.dtype), maxval
-
-    __call__ = decode
+def _spine_peaks(num_landmarks: int | None = None, **params):
+    return OrderedSpineDecoder(mode="peaks", **params)
 
 
-class QuadraticDecoder:
-    """Sub-pixel refinement: a parabola through the log-heatmap at the peak and its neighbours.
-
-    Per axis, with ``a, b, c`` the log values left of, at and right of the argmax, the vertex lies
-    at ``0.5 (a - c) / (a - 2b + c)``. The log of a Gaussian is a parabola, so this is exact on
-    Gaussian heatmaps (a 1-D form of the Taylor refinement of DARK, Zhang et al. CVPR 2020). Offsets
-    are limited to +-0.5 px; at the border or where the peak is not a maximum of the fit, the
-    argmax is kept.
-    """
-
-    name = "quadratic"
-
-    def __init__(self, eps: float = 1e-10) -> None:
-        self.eps = eps
-
-    def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        iy, ix, maxval, flat = _argmax(heatmaps)
-        h, w = heatmaps.shape[-2:]
-        logs = torch.log(flat.clamp_min(self.eps))
-
-        def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-            return logs.gather(-1, (y.clamp(0, h - 1) * w + x.clamp(0, w - 1)).unsqueeze(-1)).squeeze(-1)
-
-        centre = at(iy, ix)
-
-        def offset(a: torch.Tensor, c: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
-            denom = a - 2 * centre + c
-            ok = inside & (denom < 0)
-            off = 0.5 * (a - c) / torch.where(ok, denom, torch.ones_like(denom))
-            return torch.where(ok, off.clamp(-0.5, 0.5), torch.zeros_like(off))
-
-        dx = offset(at(iy, ix - 1), at(iy, ix + 1), (ix > 0) & (ix < w - 1))
-        dy = offset(at(iy - 1, ix), at(iy + 1, ix), (iy > 0) & (iy < h - 1))
-        pts = torch.stack([ix.to(heatmaps.dtype) + dx, iy.to(heatmaps.dtype) + dy], dim=-1)
-        return pts, maxval
-
-    __call__ = decode
-
-
-class DarkDecoder:
-    """Distribution-aware decoding (DARK; Zhang et al., "Distribution-Aware Coordinate
-    Representation for Human Pose Estimation", CVPR 2020): the heatmap is smoothed with a Gaussian
-    kernel (``blur_kernel`` pixels, odd; 0 = no smoothing), rescaled to its original maximum, and
-    the maximum of its logarithm is refined by one Newton step with the full 2-D gradient and
-    Hessian (cross term included) at the argmax. Unlike :class:`QuadraticDecoder` it uses the
-    diagonal neighbours and tolerates the non-Gaussian, noisy peaks of a real network; on an ideal
-    Gaussian both are exact. Offsets are limited to +-1 px; where the Hessian is not negative
-    definite, or at the border, the argmax is kept.
-    """
-
-    name = "dark"
-
-    def __init__(self, blur_kernel: int = 11, eps: float = 1e-10) -> None:
-        if blur_kernel < 0 or (blur_kernel and blur_kernel % 2 == 0):
-            raise ValueError(f"blur_kernel must be 0 or odd, got {blur_kernel}")
-        self.blur_kernel, self.eps = blur_kernel, eps
-
-    def _smooth(self, heatmaps: torch.Tensor) -> torch.Tensor:
-        if not self.blur_kernel:
-            return heatmaps
-        from torchvision.transforms.functional import gaussian_blur
-
-        k = self.blur_kernel
-        shape = heatmaps.shape
-        flat = heatmaps.reshape(-1, 1, *shape[-2:])
-        sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for a kernel of k pixels, as DARK uses
-        blurred = gaussian_blur(flat, [k, k], [sigma, sigma]).reshape(shape)
-        scale = heatmaps.amax(dim=(-2, -1), keepdim=True) / blurred.amax(dim=(-2, -1), keepdim=True).clamp_min(self.eps)
-        return blurred * scale
-
-    def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        iy, ix, maxval, _ = _argmax(heatmaps)
-        h, w = heatmaps.shape[-2:]
-        logs = torch.log(self._smooth(heatmaps.float()).clamp_min(self.eps)).flatten(-2)
-
-        def at(dy: int, dx: int) -> torch.Tensor:
-            idx = (iy + dy).clamp(0, h - 1) * w + (ix + dx).clamp(0, w - 1)
-            return logs.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
-
-        c = at(0, 0)
-        gx, gy = 0.5 * (at(0, 1) - at(0, -1)), 0.5 * (at(1, 0) - at(-1, 0))
-        hxx, hyy = at(0, 1) - 2 * c + at(0, -1), at(1, 0) - 2 * c + at(-1, 0)
-        hxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
-        det = hxx * hyy - hxy ** 2
-        ok = (ix > 0) & (ix < w - 1) & (iy > 0) & (iy < h - 1) & (hxx < 0) & (det > 0)
-        safe = torch.where(ok, det, torch.ones_like(det))
-        dx = -(hyy * gx - hxy * gy) / safe  # -H^-1 g
-        dy = -(hxx * gy - hxy * gx) / safe
-        dx = torch.where(ok, dx.clamp(-1, 1), torch.zeros_like(dx))
-        dy = torch.where(ok, dy.clamp(-1, 1), torch.zeros_like(dy))
-        pts = torch.stack([ix.to(torch.float32) + dx, iy.to(torch.float32) + dy], dim=-1)
-        return pts.to(heatmaps.dtype) if heatmaps.dtype == torch.float64 else pts, maxval
-
-    __call__ = decode
-
-
-def _spine_ordered(num_landmarks: int | None = None):
-    from .spine_codec import OrderedSpineDecoder
-
-    return OrderedSpineDecoder(mode="assign")
-
-
-def _spine_peaks(num_landmarks: int | None = None):
-    from .spine_codec import OrderedSpineDecoder
-
-    return OrderedSpineDecoder(mode="peaks")
-
-
-def _spine_corners(num_landmarks: int | None = None):
-    from .spine_codec import CornerTypeDecoder
-
+def _spine_corners(num_landmarks: int | None = None, **params):
     if num_landmarks is None or num_landmarks % 4:
         raise ValueError(f"the spine_corners decoder needs the number of landmarks (vertebrae x 4 corners), got {num_landmarks}")
-    return CornerTypeDecoder(vertebrae=num_landmarks // 4)
+    return CornerTypeDecoder(vertebrae=num_landmarks // 4, **params)
 
 
+# name -> factory(**parameters); the parameters a config may set are the constructor's keywords (decoder_parameters)
 DECODERS = {"argmax": ArgmaxDecoder, "quadratic": QuadraticDecoder, "dark": DarkDecoder,
             "spine_ordered": _spine_ordered, "spine_peaks": _spine_peaks, "spine_corners": _spine_corners}
+_DECODER_CLASSES = {"argmax": ArgmaxDecoder, "quadratic": QuadraticDecoder, "dark": DarkDecoder,
+                    "spine_ordered": OrderedSpineDecoder, "spine_peaks": OrderedSpineDecoder,
+                    "spine_corners": CornerTypeDecoder}
+_FIXED = {"spine_ordered": ("mode",), "spine_peaks": ("mode",), "spine_corners": ("vertebrae",)}  # set by the name / data
+
+DecoderSpec = str | dict  # "dark", or {"name": "dark", "blur_kernel": 7}
+
+
+def decoder_name(spec: DecoderSpec) -> str:
+    """The decoder's name in a spec (``"dark"`` or ``{"name": "dark", ...}``)."""
+    return spec["name"] if isinstance(spec, dict) else spec
+
+
+def decoder_label(spec: DecoderSpec) -> str:
+    """A short text for tables and result labels: the name, then its parameters (``dark-blur_kernel7``)."""
+    if isinstance(spec, str):
+        return spec
+    params = "-".join(f"{k}{v}" for k, v in sorted(spec.items()) if k != "name")
+    return f"{spec['name']}-{params}" if params else spec["name"]
+
+
+def decoder_parameters(name: str) -> tuple[str, ...]:
+    """The parameters a config may give decoder ``name`` (its constructor's keywords)."""
+    if name not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; known decoders: {', '.join(DECODERS)}")
+    cls = _DECODER_CLASSES[name]
+    names = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "args", "kwargs")]
+    return tuple(n for n in names if n not in _FIXED.get(name, ()))
+
+
+def build_decoder(spec: DecoderSpec, num_landmarks: int | None = None):
+    """A decoder from its name, or from ``{"name": ..., parameters}`` (MMPose-style: each decoder
+    exposes its constructor's keywords, e.g. ``{"name": "dark", "blur_kernel": 7}``): ``argmax`` (the
+    reference code's), ``quadratic`` (sub-pixel, per axis), ``dark`` (distribution-aware, 2-D),
+    ``spine_ordered`` (the AASCE spine's vertebrae decoded in order, :mod:`farnetlib.spine_codec`;
+    it needs the spine's vertebra x 4 corner channels), ``spine_peaks`` (the same, identity from
+    order alone) or ``spine_corners`` (the 4 corner-type heatmaps of ``targets: "spine_corners"``;
+    ``num_landmarks`` says how many vertebrae). An unknown name or parameter is a ValueError naming it."""
+    if not isinstance(spec, (str, dict)) or (isinstance(spec, dict) and not isinstance(spec.get("name"), str)):
+        raise ValueError(f"a decoder is a name or {{'name': ..., parameters}}, got {spec!r}")
+    name = decoder_name(spec)
+    params = {k: v for k, v in spec.items() if k != "name"} if isinstance(spec, dict) else {}
+    unknown = set(params) - set(decoder_parameters(name))
+    if unknown:
+        raise ValueError(f"decoder {name!r} has no parameter {', '.join(sorted(unknown))}; its parameters: "
+                         f"{', '.join(decoder_parameters(name)) or 'none'}")
+    factory = DECODERS[name]
+    return factory(num_landmarks, **params) if name.startswith("spine_") else factory(**params)
+
+
+def check_decoder(spec: DecoderSpec) -> None:
+    """ValueError where ``spec`` names no decoder, a parameter its decoder does not have, or a value
+    the decoder refuses (a landmark count a spine decoder needs is checked when the data is known)."""
+    build_decoder(spec, num_landmarks=4 if decoder_name(spec) == "spine_corners" else None)
+
 
 # What the network's heatmaps are: one per landmark (FARNet), or one per corner type of a spine
 # (identity-free targets, :mod:`farnetlib.spine_codec`; decoded by ``spine_corners``).
@@ -224,18 +159,6 @@ def heatmap_channels(targets: str, num_landmarks: int) -> int:
     raise ValueError(f"unknown targets {targets!r}; known: {', '.join(TARGETS)}")
 
 
-def build_decoder(name: str, num_landmarks: int | None = None):
-    """A decoder by name: ``argmax`` (the reference code's), ``quadratic`` (sub-pixel, per axis),
-    ``dark`` (distribution-aware, 2-D), ``spine_ordered`` (the AASCE spine's vertebrae decoded in
-    order, :mod:`farnetlib.spine_codec`; it needs the spine's vertebra x 4 corner channels),
-    ``spine_peaks`` (the same, identity from order alone) or ``spine_corners`` (the 4 corner-type
-    heatmaps of ``targets: "spine_corners"``; ``num_landmarks`` says how many vertebrae)."""
-    if name not in DECODERS:
-        raise ValueError(f"unknown decoder {name!r}; known decoders: {', '.join(DECODERS)}")
-    factory = DECODERS[name]
-    return factory(num_landmarks) if name.startswith("spine_") else factory()
-
-
 class HeatmapCodec:
     """The geometry between model-input pixels and one heatmap output, in the MMPose sense.
 
@@ -252,13 +175,13 @@ class HeatmapCodec:
     """
 
     def __init__(self, input_size: Sequence[int], heatmap_size: Sequence[int], sigma: float | None,
-                 decoder: str = "quadratic", targets: str = "landmarks", num_landmarks: int | None = None) -> None:
+                 decoder: DecoderSpec = "quadratic", targets: str = "landmarks", num_landmarks: int | None = None) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.encoder = None if sigma is None else GaussianHeatmapEncoder(sigma)  # None: a decode-only codec
         if targets not in TARGETS:
             raise ValueError(f"unknown targets {targets!r}; known: {', '.join(TARGETS)}")
-        if (targets == "spine_corners") != (decoder == "spine_corners"):
+        if (targets == "spine_corners") != (decoder_name(decoder) == "spine_corners"):
             raise ValueError(f"targets {targets!r} and decoder {decoder!r} do not go together: the spine_corners "
                              f"decoder decodes exactly the spine_corners targets")
         self.targets = targets
@@ -268,8 +191,6 @@ class HeatmapCodec:
         """``(N, K)`` labelled landmarks -> ``(N, channels)`` heatmaps that enter the loss (None: all)."""
         if present is None or self.targets == "landmarks":
             return present
-        from .spine_codec import corner_type_present
-
         return corner_type_present(present)
 
     @property
@@ -290,8 +211,6 @@ class HeatmapCodec:
         targets = self.encoder.encode(pts, self.heatmap_size)
         targets = targets if present is None else targets * present[..., None, None].to(targets.dtype)
         if self.targets == "spine_corners":
-            from .spine_codec import corner_type_targets
-
             targets = corner_type_targets(targets)
         return targets
 
@@ -309,3 +228,13 @@ class HeatmapCodec:
         if len(image_hws) != len(pts):
             raise ValueError(f"{len(image_hws)} image sizes for {len(pts)} heatmaps")
         return np.stack([rescale_points(p, self.input_size, tuple(hw)) for p, hw in zip(pts, image_hws)]), peak
+
+
+def farnet_codecs(input_size: Sequence[int], decoder: DecoderSpec = "quadratic", targets: str = "landmarks",
+                  num_landmarks: int | None = None, sigma: float | None = None,
+                  sigma_coarse: float | None = None) -> tuple[HeatmapCodec, HeatmapCodec]:
+    """FARNet's two outputs, the one place their geometry is set: (coarse at half the input size,
+    fine at the input size). ``sigma``/``sigma_coarse`` None: decode-only codecs (prediction)."""
+    h, w = int(input_size[0]), int(input_size[1])
+    return (HeatmapCodec((h, w), (h // 2, w // 2), sigma_coarse, decoder, targets, num_landmarks),
+            HeatmapCodec((h, w), (h, w), sigma, decoder, targets, num_landmarks))

@@ -24,6 +24,7 @@ image (:mod:`farnetlib.ceph`, from the sub-pixel predictions) and ``predict`` at
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import warnings
@@ -35,13 +36,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.io import gray_uint8, read_gray, sha256_file
+from .checkpoint import load_checkpoint, selected_checkpoint
+from .config import describe_ground_truth
+from .data.io import gray_uint8, read_gray, read_json, read_json_record, sha256_file
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_input
-from .engine.runs import selected_checkpoint
-from .heatmaps import HeatmapCodec, heatmap_channels
+from .heatmaps import HeatmapCodec, farnet_codecs, heatmap_channels
+from .precision import autocast, is_channels_last, resolve_device, resolve_precision, to_layout
 from .progress import tqdm
 
-__all__ = ["BACKENDS", "resolve_backend", "Preprocess", "Predictor", "export_run", "quantize_run", "make_backend", "MissingExtra",
+__all__ = ["BACKENDS", "fine_heatmaps", "resolve_backend", "Preprocess", "Predictor", "export_run", "quantize_run", "make_backend", "MissingExtra",
            "heatmap_backend"]
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -61,7 +64,7 @@ def _require(backend: str):
         # variable, read when TBB loads, makes it bind normally; it changes no result.
         os.environ.setdefault("TBB_ENABLE_SANITIZERS", "1")
     try:
-        return __import__(module)
+        return importlib.import_module(module)
     except ImportError:
         raise MissingExtra(f"backend {backend!r} needs the {module} package: pip install 'farnetlib[{extra}]' "
                            f"(or pip install {module})") from None
@@ -74,7 +77,7 @@ class Preprocess:
     input_size: tuple[int, int]  # (H, W) of the model input (= fine heatmap)
     num_landmarks: int
     landmark_names: list[str]
-    decoder: str = "quadratic"
+    decoder: str | dict = "quadratic"  # a name, or {"name": ..., parameters} (farnetlib.heatmaps.build_decoder)
     targets: str = "landmarks"  # the heatmaps: one per landmark, or "spine_corners" (4 corner types; config `targets`)
     intensity_range: str = "0-1"  # "0-255": the reference code's 0-255 intensities before ImageNet normalisation
     contrast: str = "none"  # "clahe": adaptive histogram equalisation at the input size (config `contrast`)
@@ -91,14 +94,16 @@ class Preprocess:
         """A (H, W) uint8 grayscale image -> the normalised (3, H, W) float32 model input."""
         return image_to_input(image, self.input_size, self.intensity_range, self.contrast).numpy()
 
+    def codec(self) -> HeatmapCodec:
+        """The decode-only codec of the fine output (the geometry, the decoder, the targets)."""
+        return farnet_codecs(self.input_size, self.decoder, self.targets, self.num_landmarks)[1]
+
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, path: Path) -> "Preprocess":
         """``preprocess.json`` of an export; a damaged or edited file is a ValueError naming it."""
-        from .data.io import read_json
-
         values = read_json(path, ValueError, "preprocess file")
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object of preprocessing fields")
@@ -121,6 +126,18 @@ class Preprocess:
         return cls(**values)
 
 
+@torch.no_grad()
+def fine_heatmaps(model: torch.nn.Module, batch: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """The forward pass of every prediction path (evaluation, folder prediction, the Predictor's torch
+    backend, TTA, exports): a normalised ``(B, 3, H, W)`` batch -> the fine heatmaps ``(B, K, H, W)``
+    in float32 on the model's device, the input in the model's memory layout, under ``precision``'s
+    autocast (a resolved precision: fp32, bf16 or fp16)."""
+    device = next(model.parameters()).device
+    x = to_layout(batch.to(device, non_blocking=True), is_channels_last(model))
+    with autocast(device, resolve_precision(precision, device)):
+        return model(x).fine.float()
+
+
 class _FineOnly(torch.nn.Module):
     """The exported graph: normalised batch -> fine heatmaps (float32)."""
 
@@ -129,7 +146,7 @@ class _FineOnly(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).fine.float()
+        return fine_heatmaps(self.model, x)
 
 
 def _builtin_analysis(dataset: str) -> dict | None:
@@ -160,7 +177,6 @@ def _analysis_of(spec, cfg, num_landmarks: int) -> dict | None:
 
 def _preprocess_of(cfg, num_landmarks: int, run_dir: Path, state: dict) -> Preprocess:
     from .data.registry import get_dataset
-    from .engine.sources import describe_ground_truth
 
     spec = get_dataset(cfg.dataset)
     names = _landmark_names(spec, cfg, num_landmarks)
@@ -188,8 +204,6 @@ def _landmark_names(spec, cfg, k: int) -> list[str]:
 
 
 def _load_run_model(run_dir: Path):
-    from .engine.evaluation import load_checkpoint
-
     model, cfg, state = load_checkpoint(selected_checkpoint(run_dir), device="cpu")  # one read of best.pt
     folder = run_dir if run_dir.is_dir() else run_dir.parent.parent
     num_landmarks = int(state.get("num_landmarks", model.num_landmarks))  # the model's heatmaps may be fewer (targets)
@@ -275,8 +289,6 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, channels_last: bool = True, device: str = "auto") -> None:
-        from .engine.distributed import resolve_device
-
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.channels_last = channels_last
@@ -284,12 +296,8 @@ class TorchBackend:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.precision = "fp32"
 
-    @torch.no_grad()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(self.device)
-        if self.channels_last:
-            x = x.to(memory_format=torch.channels_last)
-        return self.model(x).fine.float().cpu().numpy()
+        return fine_heatmaps(self.model, torch.from_numpy(batch)).cpu().numpy()
 
 
 class OnnxRuntimeBackend:
@@ -351,8 +359,6 @@ def resolve_backend(backend: str, device: str = "auto") -> str:
     ONNX Runtime; else torch. On a CUDA device: torch. Any other name is returned unchanged."""
     if backend != "auto":
         return backend
-    from .engine.distributed import resolve_device
-
     if resolve_device(device).type == "cuda":
         return "torch"
     for name in ("openvino", "onnxruntime"):
@@ -376,7 +382,8 @@ def heatmap_backend(run_dir: str | Path, backend: str, precision: str = "fp32", 
         try:
             return heatmap_backend(run_dir, chosen, precision, threads, device)
         except (RuntimeError, OSError, ValueError) as err:  # an export or compile failure: stay correct, be slower
-            print(f"warning: backend {chosen!r} failed ({str(err).splitlines()[0][:200]}); using torch", flush=True)
+            warnings.warn(f"backend {chosen!r} failed ({str(err).splitlines()[0][:200]}); using torch", RuntimeWarning,
+                          stacklevel=2)
             chosen = "torch"
     backend = chosen
     if backend == "torch":
@@ -411,8 +418,6 @@ def _export_matches(model_file: Path, run_dir: Path) -> bool:
         return False
     config = (run_dir if run_dir.is_dir() else run_dir.parent.parent) / "config.json"
     if config.is_file():
-        from .engine.runs import read_json_record
-
         size = read_json_record(config).get("input_size")
         return size is None or tuple(size) == tuple(pre.input_size)
     return True
@@ -431,8 +436,7 @@ class Predictor:
         from .ceph import Analysis
 
         self.backend, self.pre, self.batch_size = backend, preprocess, batch_size
-        self.codec = HeatmapCodec(preprocess.input_size, preprocess.input_size, None, preprocess.decoder,
-                                  targets=preprocess.targets, num_landmarks=preprocess.num_landmarks)
+        self.codec = preprocess.codec()
         self.analysis = (Analysis.from_dict(preprocess.analysis, where="preprocess.json analysis")
                          if preprocess.analysis else None)
 

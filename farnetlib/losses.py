@@ -93,6 +93,9 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
     "ewc": EWCLoss, "mse": MSELoss, "l1": L1Loss, "awing": AdaptiveWingLoss,
 }
 
+# The training config's fields that set a loss's parameters: loss -> {parameter: config field}.
+CONFIG_FIELDS: dict[str, dict[str, str]] = {"ewc": {"base": "ewc_base"}}
+
 
 def build_loss(name: str, **kwargs) -> nn.Module:
     """A per-output heatmap loss by name: ``ewc`` (FARNet), ``mse``, ``l1``, ``awing``."""

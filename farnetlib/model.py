@@ -22,13 +22,14 @@ DenseNet121 and K = 19: 61,156,614 parameters against 61,210,470 with the refere
 from __future__ import annotations
 
 import os
+import warnings
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import build_backbone
+from .backbones import build_backbone, load_backbone_weights
 
 __all__ = ["FARNet", "FARNetOutput", "farnet", "parameter_counts"]
 
@@ -55,9 +56,9 @@ class FARNet(nn.Module):
         num_landmarks: number of landmarks ``K`` (19 ceph, 37 hand, 68 spine).
         backbone: a name from :data:`farnetlib.backbones.BACKBONES` (default ``densenet121`` as in
             the paper).
-        weights: ``None`` (random init), ``"imagenet"`` (torchvision weights from the torch cache,
-            or downloaded where there is internet) or a path to a backbone state dict.
-        allow_download: with ``weights="imagenet"``, whether a missing cache file may be fetched.
+        weights: deprecated here (the model is built with random initialisation); load weights with
+            the builder :func:`farnet` (``weights="imagenet"`` or a path) or :meth:`load_backbone_weights`.
+        allow_download: with the deprecated ``weights="imagenet"``, whether a missing cache file may be fetched.
         fine_head_width: channels of the fine head's 3x3 conv; ``None`` is the reference code's width,
             ``64 + 32 + num_landmarks`` (its input width).
         decoder_width: a multiplier of every aggregation/refinement width (512, 1024, 2048, ... ;
@@ -80,7 +81,7 @@ class FARNet(nn.Module):
 
         self.num_landmarks = num_landmarks
         self.backbone_name = backbone
-        bb = build_backbone(backbone, weights=weights, allow_download=allow_download)
+        bb = build_backbone(backbone)  # random initialisation; weights load after construction
         self.backbone = bb.body
         c1, c2, c3, c4, c5 = bb.channels
         k = num_landmarks
@@ -107,6 +108,17 @@ class FARNet(nn.Module):
         if self.fine_head_width < 1:
             raise ValueError(f"fine_head_width must be >= 1 or None, got {fine_head_width}")
         self.fine_head = nn.Sequential(_block(fine_in, self.fine_head_width, 3), nn.Conv2d(self.fine_head_width, k, 1))
+        if weights is not None:  # the builder's job (farnet(..., weights=...)); kept here for one release
+            warnings.warn("FARNet(weights=...) is deprecated: build with farnet(..., weights=...) or call "
+                          "model.load_backbone_weights(weights)", DeprecationWarning, stacklevel=2)
+            self.load_backbone_weights(weights, allow_download)
+
+    def load_backbone_weights(self, weights: str | os.PathLike, allow_download: bool = True) -> "FARNet":
+        """Load the backbone's weights: ``"imagenet"`` (torchvision's, from the torch cache, or
+        downloaded where ``allow_download`` and there is internet) or a path to a state dict of the
+        torchvision classification model. Returns the model."""
+        load_backbone_weights(self.backbone, self.backbone_name, weights, allow_download)
+        return self
 
     def forward(self, x: torch.Tensor) -> FARNetOutput:
         h, w = x.shape[-2:]
@@ -131,9 +143,20 @@ class FARNet(nn.Module):
         return FARNetOutput(coarse=coarse, fine=fine)
 
 
-def farnet(num_landmarks: int, backbone: str = "densenet121", **kwargs) -> FARNet:
-    """Builder in torchvision style: ``farnet(19)`` is the paper's ceph model."""
-    return FARNet(num_landmarks, backbone=backbone, **kwargs)
+def farnet(num_landmarks: int, backbone: str = "densenet121", weights: str | os.PathLike | None = None,
+           allow_download: bool = True, **kwargs) -> FARNet:
+    """Builder in torchvision style: ``farnet(19)`` is the paper's ceph model; ``weights`` (``"imagenet"``
+    or a state-dict path) initialise the backbone after the model is built (:meth:`FARNet.load_backbone_weights`)."""
+    model = FARNet(num_landmarks, backbone=backbone, **kwargs)
+    return model if weights is None else model.load_backbone_weights(weights, allow_download)
+
+
+def architecture_parameter_counts(num_landmarks: int, backbone: str = "densenet121", **kwargs) -> dict[str, int]:
+    """:func:`parameter_counts` of the FARNet these arguments describe, built on PyTorch's ``meta``
+    device: shapes only, no memory and no initialisation (for reports on runs that predate the
+    recorded count)."""
+    with torch.device("meta"):
+        return parameter_counts(FARNet(num_landmarks, backbone=backbone, **kwargs))
 
 
 def parameter_counts(model: FARNet) -> dict[str, int]:

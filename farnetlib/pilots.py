@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .engine.config import TrainConfig
+from .config import TrainConfig
 from .engine.study import Study
 from .plots import plain_log_axis
 

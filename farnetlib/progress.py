@@ -8,12 +8,36 @@ keep tqdm's bars; ``FARNET_PROGRESS=1`` forces them, ``=0`` hides them everywher
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 from tqdm.auto import tqdm as _tqdm
 
-__all__ = ["tqdm", "headless_notebook", "bars_wanted"]
+__all__ = ["tqdm", "headless_notebook", "bars_wanted", "log"]
+
+
+class _StdoutLines(logging.Handler):
+    """farnet's messages as plain lines on the current ``sys.stdout`` (where a notebook, a log file or
+    a terminal shows them, as print would); warnings start with ``warning:``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prefix = "warning: " if record.levelno >= logging.WARNING else ""
+            sys.stdout.write(f"{prefix}{record.getMessage()}\n")
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001 - logging's own rule: a failing handler never breaks the caller
+            self.handleError(record)
+
+
+# What the library says while it works (the plan line, resuming, stopping, data notes): the "farnetlib"
+# logger, shown on stdout by default; logging.getLogger("farnetlib").setLevel(logging.WARNING) quiets it,
+# and a handler of one's own (with propagate) takes it elsewhere.
+log = logging.getLogger("farnetlib")
+if not log.handlers:
+    log.addHandler(_StdoutLines())
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def headless_notebook() -> bool:

@@ -235,7 +235,7 @@ def clinical_scores(run: dict, split: str, source, class_ground_truth: str = "se
     (:mod:`farnetlib.ceph`) against the classes of ``class_ground_truth``'s landmarks, from the run's
     ``predictions.csv`` and the split's annotations (``source``, opened with both doctors); the
     junior doctor is scored against the senior on the same images (None without both doctors)."""
-    from .engine.config import TrainConfig
+    from .config import TrainConfig
 
     cfg = TrainConfig.from_dict(run["config"])
     spec = get_dataset(cfg.dataset)

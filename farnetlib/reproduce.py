@@ -148,7 +148,7 @@ def protocol_runs(protocol: str = "cpu") -> dict[str, list[str]]:
     ``results/``, :func:`farnetlib.engine.runs.reference_folder`; the fold runs ``<run_name>-fold<k>``
     of a dataset with folds, as ``farnet cv`` names them)."""
     from .data.registry import get_dataset
-    from .engine.config import TrainConfig
+    from .config import TrainConfig
     from .engine.runs import reference_folder
 
     out = {}
@@ -378,7 +378,7 @@ def spine_targets_report(runs: Sequence[str | Path], out_dir: str | Path | None 
     per-angle MAE), each re-scored from its committed ``predictions.csv`` with today's metrics (no
     checkpoint needed, nothing evaluated again), and the ``n_worst`` test images of the first run (by its
     MRE) drawn with the first and the last run's vertebrae. The first run is the baseline."""
-    from .engine.config import TrainConfig
+    from .config import TrainConfig
     from .engine.evaluation import split_metrics
     from .engine.runs import load_run
     from .engine.sources import build_source

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .heatmaps import QuadraticDecoder
+from .decoders import QuadraticDecoder
 
 __all__ = ["OrderedSpineDecoder", "CornerTypeDecoder", "ordered_assignment", "corner_type_targets",
            "corner_type_present", "local_maxima", "MODES"]

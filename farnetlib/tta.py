@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .data.registry import get_dataset
 from .engine.evaluation import load_checkpoint, predict_source, split_metrics
-from .engine.precision import is_channels_last, to_layout
+from .inference import fine_heatmaps
 from .engine.runs import read_json_record, selected_checkpoint
 from .engine.sources import build_source, validation_split
 
@@ -101,13 +101,7 @@ def candidates(flip_permutation: Sequence[int] | None = None, shift: int = 4) ->
 
 
 def _forward(model):
-    device = next(model.parameters()).device
-
-    @torch.no_grad()
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return model(to_layout(x.to(device), is_channels_last(model))).fine.float().cpu()
-
-    return run
+    return lambda x: fine_heatmaps(model, x).cpu()
 
 
 def tta_evaluate(run_dir, split: str, tta: TTA, root=None):

@@ -12,7 +12,7 @@ import pytest
 from farnetlib import ablation
 from farnetlib.engine import load_run
 from farnetlib.engine.cli import main as farnet_cli
-from farnetlib.engine.config import ConfigError
+from farnetlib.config import ConfigError
 from farnetlib.engine.study import load_study, train_study, with_overrides
 from helpers import THREADS
 

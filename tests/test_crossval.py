@@ -10,7 +10,7 @@ import pytest
 
 from farnetlib.crossval import fold_points, pooled_per_landmark, pooled_predictions, pooled_table
 from farnetlib.engine import TrainConfig, load_run, train_folds
-from farnetlib.engine.config import ConfigError
+from farnetlib.config import ConfigError
 from helpers import THREADS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from farnetlib.engine.cli import main as farnet_cli
-from farnetlib.engine.config import ConfigError
+from farnetlib.config import ConfigError
 from farnetlib.engine.dispatch import Launcher, dispatch, jobs_record_path, status_lines
 from farnetlib.engine.study import load_study, train_study
 

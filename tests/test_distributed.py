@@ -61,14 +61,15 @@ def _step_parts():
     """A tiny FARNet, its optimiser, a step context and a batch of 4, the same in every process."""
     import torch
 
-    from farnetlib.engine.steps import StepContext, make_codecs
+    from farnetlib.engine.steps import StepContext
+    from farnetlib.heatmaps import farnet_codecs
     from farnetlib.losses import CoarseToFineLoss, EWCLoss
     from farnetlib.model import FARNet
 
     torch.manual_seed(0)
     model = FARNet(3, "resnet18", decoder_width=0.125).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    coarse, fine = make_codecs((64, 64), 2.0, 2.0)
+    coarse, fine = farnet_codecs((64, 64), sigma=2.0, sigma_coarse=2.0)
     ctx = StepContext(torch.device("cpu"), "fp32", False, (64, 64), fine, coarse, CoarseToFineLoss(EWCLoss(40.0)))
     gen = torch.Generator().manual_seed(1)
     batch = {"image": torch.randn(4, 3, 64, 64, generator=gen), "landmarks": torch.rand(4, 3, 2, generator=gen) * 63}

@@ -399,7 +399,7 @@ def test_set_changes_one_dataset_option_of_the_config_file(tmp_path):
 
 
 def test_compose_config_applies_overrides_to_a_file_and_finds_the_data_folder(tmp_path, monkeypatch):
-    from farnetlib.engine.config import compose_config
+    from farnetlib.config import compose_config
 
     (tmp_path / "data" / "hand_xray").mkdir(parents=True)
     monkeypatch.setenv("FARNET_DATA", str(tmp_path / "data"))

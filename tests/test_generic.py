@@ -17,7 +17,7 @@ from farnetlib.data.convert import from_builtin, from_coco, write_demo_dataset
 from farnetlib.data.generic import CsvLandmarks, inspect_csv
 from farnetlib.data.io import DatasetError
 from farnetlib.engine import TrainConfig, train
-from farnetlib.engine.config import ConfigError
+from farnetlib.config import ConfigError
 from farnetlib.losses import CoarseToFineLoss, EWCLoss
 from farnetlib.metrics import radial_errors, summarize
 from farnetlib.model import FARNetOutput

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from farnetlib import BACKBONES, FARNet, build_backbone
+from farnetlib import BACKBONES, FARNet, build_backbone, farnet
 from farnetlib.backbones import load_imagenet_state_dict
 
 REQUIRED = {"densenet121", "densenet161", "densenet169", "densenet201", "resnet18", "resnet34",
@@ -75,7 +75,7 @@ def test_imagenet_weights_load_from_torch_cache(tmp_path, monkeypatch):
     dest = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
     dest.parent.mkdir(parents=True)
     torch.save(ref.state_dict(), dest)
-    model = FARNet(2, backbone="resnet18", weights="imagenet", allow_download=False)
+    model = farnet(2, backbone="resnet18", weights="imagenet", allow_download=False)
     assert torch.all(model.backbone.conv1.weight == 0.125)
 
 
@@ -86,7 +86,22 @@ def test_weights_from_path_and_missing_path(tmp_path):
     torch.nn.init.constant_(ref.conv1.weight, -0.5)
     path = tmp_path / "r18.pth"
     torch.save(ref.state_dict(), path)
-    model = FARNet(2, backbone="resnet18", weights=path)
+    model = farnet(2, backbone="resnet18", weights=path)
     assert torch.all(model.backbone.conv1.weight == -0.5)
+    reference = ref.state_dict()
+    loaded = model.backbone.state_dict()  # every tensor of the extractor, loaded after construction
+    assert loaded and all(torch.equal(v, reference[k]) for k, v in loaded.items())
+    with pytest.warns(DeprecationWarning, match="farnet"):  # the constructor's weights, kept for one release
+        old = FARNet(2, backbone="resnet18", weights=path, decoder_width=0.125)
+    assert torch.all(old.backbone.conv1.weight == -0.5)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        FARNet(2, backbone="resnet18", weights=tmp_path / "nope.pth")
+        farnet(2, backbone="resnet18", weights=tmp_path / "nope.pth")
+
+
+def test_the_architectures_parameter_count_needs_no_model_in_memory():
+    """Reports count the parameters of older runs on the meta device: the same numbers as a built model."""
+    from farnetlib.model import architecture_parameter_counts, parameter_counts
+
+    built = parameter_counts(farnet(5, backbone="resnet18", decoder_width=0.125, fine_head_width=16))
+    assert architecture_parameter_counts(5, backbone="resnet18", decoder_width=0.125, fine_head_width=16) == built
+    assert built["backbone"] > 0 and built["head"] == built["total"] - built["backbone"]

@@ -136,7 +136,7 @@ def test_a_later_fold_takes_the_measured_choice_of_the_fold_before(tmp_path, mon
 
 
 def test_the_allocator_is_named_from_the_environment(monkeypatch):
-    from farnetlib.engine.precision import allocator
+    from farnetlib.precision import allocator
 
     for name in ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF"):
         monkeypatch.delenv(name, raising=False)
@@ -166,11 +166,11 @@ def test_evaluation_runs_in_fp32_whatever_the_training_precision(tmp_path):
 
 
 def test_the_codecs_give_exactly_the_targets_training_always_used():
-    from farnetlib.engine.steps import make_codecs
+    from farnetlib.heatmaps import farnet_codecs
     from farnetlib.heatmaps import GaussianHeatmapEncoder, rescale_points
 
     pts = torch.rand(2, 5, 2) * torch.tensor([95.0, 127.0])
-    coarse, fine = make_codecs((128, 96), 3.0, 2.0)
+    coarse, fine = farnet_codecs((128, 96), sigma=3.0, sigma_coarse=2.0)
     assert torch.equal(fine.encode(pts), GaussianHeatmapEncoder(3.0).encode(pts, (128, 96)))
     assert torch.equal(coarse.encode(pts), GaussianHeatmapEncoder(2.0).encode(rescale_points(pts, (128, 96), (64, 48)),
                                                                               (64, 48)))
@@ -183,7 +183,7 @@ def test_config_sections_cover_every_field_once_and_decide_what_may_change_on_re
     from dataclasses import fields
     from pathlib import Path
 
-    from farnetlib.engine.config import RESUMABLE_FIELDS, SECTIONS, TrainConfig
+    from farnetlib.config import RESUMABLE_FIELDS, SECTIONS, TrainConfig
 
     listed = [name for names in SECTIONS.values() for name in names]
     assert sorted(listed) == sorted(f.name for f in fields(TrainConfig)) and len(listed) == len(set(listed))

@@ -65,7 +65,7 @@ def test_02_17_an_interrupted_or_full_write_keeps_the_old_file_and_says_disk_ful
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("farnetlib.engine.runs.os.fsync", full)
+    monkeypatch.setattr("farnetlib.data.io.os.fsync", full)
     with pytest.raises(OSError, match=r"no space left on device writing .*metrics.json \(\d+ MiB free\)"):
         write_atomic(path, '{"new": 2}')
     assert json.loads(path.read_text()) == {"old": 1}
@@ -281,7 +281,7 @@ def test_15_verify_says_when_an_annotation_file_does_not_parse(tmp_path):
 def test_16_predict_skips_unreadable_files_keeps_overlays_apart_refuses_to_overwrite_reads_float_images(
         tiny_run, tmp_path, capsys):
     from farnetlib.data.io import read_gray
-    from farnetlib.engine.folder import predict_folder
+    from farnetlib.folder_prediction import predict_folder
 
     run_dir = tiny_run
     images = tmp_path / "images"
@@ -574,7 +574,7 @@ def test_39_10_a_damaged_or_named_but_absent_test_split_fails_before_training(tm
 
 
 def test_39_12_an_image_too_large_to_decode_is_skipped_and_listed(tiny_run, tmp_path, monkeypatch):
-    from farnetlib.engine.folder import predict_folder
+    from farnetlib.folder_prediction import predict_folder
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -671,12 +671,12 @@ def test_39_u_stopped_runs_exit_3_and_a_limit_that_fits_no_epoch_says_so(tmp_pat
 def test_39_u_a_read_only_or_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
     import errno as errno_
 
-    import farnetlib.engine.cli as cli
+    import farnetlib.engine.training as training
 
     def refuse(*args, **kwargs):
         raise OSError(errno_.EROFS, "Read-only file system", str(tmp_path / "runs" / "x" / "config.json"))
 
-    monkeypatch.setattr(cli, "train", refuse)
+    monkeypatch.setattr(training, "train", refuse)  # the CLI imports train when the command runs
     with pytest.raises(SystemExit) as stop:
         main(["train", "--set", f"results_dir=\"{tmp_path}\""])
     err = capsys.readouterr().err
@@ -710,16 +710,16 @@ def test_39_u_a_checkpoint_on_a_full_disk_says_so(tmp_path, monkeypatch):
     . unexpected pos 704 vs 598": simulated here, with the disk's free space."""
     import collections
 
-    from farnetlib.engine import runs
+    from farnetlib.data import io
 
     def short_write(obj, f, *args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
 
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(torch, "save", short_write)
-    monkeypatch.setattr(runs.shutil, "disk_usage", lambda p: usage(2**20, 2**20, 0))
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda p: usage(2**20, 2**20, 0))
     with pytest.raises(OSError, match=r"no space left on device writing .*last.pt \(0 MiB free\)"):
-        with runs.atomic_path(tmp_path / "last.pt") as tmp:
+        with io.atomic_path(tmp_path / "last.pt") as tmp:
             torch.save({}, tmp)
     assert list(tmp_path.iterdir()) == []
 

@@ -108,7 +108,7 @@ def test_farnet_predict_on_spines_writes_cobb_angles_and_draws_the_end_vertebrae
 
     from PIL import Image
 
-    from farnetlib.engine import folder
+    from farnetlib import folder_prediction as folder
     from farnetlib.inference import Predictor, Preprocess
     from farnetlib.spine import cobb_angles_with_ends
 

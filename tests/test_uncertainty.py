@@ -126,7 +126,7 @@ def test_predict_writes_each_landmarks_conformal_radius(tmp_path):
 
     from farnetlib.data import Synthetic
     from farnetlib.engine import train
-    from farnetlib.engine.folder import predict_folder
+    from farnetlib.folder_prediction import predict_folder
 
     run_dir = train(tiny(tmp_path, run_name="r", epochs=1, val_count=9,
                          dataset_options={**TINY_SYNTHETIC, "train": 14}), progress=False)

@@ -1,15 +1,21 @@
 """Low-level readers shared by the dataset classes; every error names the file (and line)."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["DatasetError", "SplitAbsent", "read_json", "read_gray", "gray_uint8", "read_points_txt", "find_image", "sha256_file",
-           "IMAGE_SUFFIXES", "exif_orientation", "oriented_size"]
+           "IMAGE_SUFFIXES", "exif_orientation", "oriented_size", "atomic_path", "write_atomic", "read_json_record",
+           "RunRecordError"]
 
 IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
@@ -141,3 +147,70 @@ def read_points_txt(path: Path, k: int) -> np.ndarray:
         if not np.isfinite(pts[i]).all():
             raise DatasetError(f"{path}:{i + 1}: landmark is not finite: {line!r}")
     return pts
+
+
+# --- atomic writes and run records -------------------------------------------------------------
+
+class RunRecordError(ValueError):
+    """A run record that does not parse (a truncated or damaged file): names the file."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """A uniquely named temporary path beside ``path`` to write to; on success it is renamed over
+    ``path`` (``os.replace``, atomic on one filesystem), so a kill or a full disk leaves the old file
+    or the new one, never a truncated one, and concurrent writers never share a temporary name. On
+    failure the temporary file is removed, and a full disk is said as such, with the path."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode a plain open() would
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if _disk_full(err, path.parent):
+            raise OSError(errno.ENOSPC, f"no space left on device writing {path} "
+                                        f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free)") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FULL_BELOW_BYTES = 256 * 2**20  # torch's short-write message does not say why: below this much free space, a full disk
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOSPC
+    if not isinstance(err, RuntimeError):
+        return False
+    # torch.save reports a failed write as "enforce fail at inline_container.cc ... file write failed", or,
+    # on a full disk (seen on a 1 MiB tmpfs with torch 2.14), as "... unexpected pos 704 vs 598"
+    text = str(err)
+    if "file write failed" in text:
+        return True
+    return "inline_container.cc" in text and "unexpected pos" in text and shutil.disk_usage(folder).free < FULL_BELOW_BYTES
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_path` (flushed to disk before the rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_json_record(path: str | Path) -> dict:
+    """A JSON run record; one that does not parse raises :class:`RunRecordError` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunRecordError(f"run record {path} is damaged (does not parse: {err}); restore it from git or "
+                             "remove it to let the run resume or re-evaluate") from None

@@ -1,10 +1,27 @@
-"""Training and evaluation engine: typed config, train loop, evaluation, run folders."""
-from .config import ConfigError, TrainConfig
-from .evaluation import evaluate, load_model, predict, predict_source
-from .folds import train_folds
-from .runs import list_runs, load_run
-from .study import load_study, train_study
-from .training import train
+"""Training and evaluation engine: the train loop, evaluation, run folders, folds and studies.
 
-__all__ = ["TrainConfig", "ConfigError", "train", "evaluate", "predict", "predict_source", "load_model",
-           "load_run", "list_runs", "train_folds", "load_study", "train_study"]
+The names below load on first use (PEP 562): ``farnet --help`` does not import torch."""
+from __future__ import annotations
+
+import importlib
+
+# public name -> the module that defines it (TrainConfig and ConfigError live in farnetlib.config)
+_MODULES = {
+    "TrainConfig": "..config", "ConfigError": "..config", "train": ".training",
+    "evaluate": ".evaluation", "predict": ".evaluation", "predict_source": ".evaluation",
+    "load_model": "..checkpoint", "load_run": ".runs", "list_runs": ".runs", "train_folds": ".folds",
+    "load_study": ".study", "train_study": ".study",
+}
+__all__ = list(_MODULES)
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module 'farnetlib.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

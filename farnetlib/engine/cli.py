@@ -19,21 +19,13 @@ import os
 import sys
 from pathlib import Path
 
-from ..data import DatasetError
-from ..data.registry import get_dataset
-from ..heatmaps import DECODERS
-from ..inference import MissingExtra
-from .config import ConfigError, TrainConfig, apply_overrides, read_json_config
-from .evaluation import evaluate
-from .folder import predict_folder
-from .dispatch import EXECUTORS, Launcher, dispatch, status_lines
-from .folds import fold_units, train_folds
-from .runs import RunLocked, RunRecordError, load_run
-from .study import load_study, train_study
-from .training import train
+# Only the standard library at import: `farnet --help` answers without loading torch; each command
+# imports what it runs.
 
 
 def _overrides(pairs: list[str]) -> dict:
+    from ..config import ConfigError
+
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -57,12 +49,16 @@ def _version() -> str:
 
 def config_values(config: str | None, sets: list[str]) -> dict:
     """The config file's fields (none without a file) with the ``--set`` pairs ``FIELD=VALUE`` applied."""
+    from ..config import apply_overrides, read_json_config
+
     return apply_overrides(read_json_config(config) if config else {}, _overrides(sets))
 
 
-def _config(args: argparse.Namespace, extra: dict | None = None) -> TrainConfig:
+def _config(args: argparse.Namespace, extra: dict | None = None):
     """The config of ``--config``, ``--set`` and ``extra`` (options such as ``--time-limit``); an
     error names the file (or says it came from --set)."""
+    from ..config import ConfigError, TrainConfig
+
     try:
         return TrainConfig.from_dict({**config_values(args.config, args.set), **(extra or {})})
     except ConfigError as err:
@@ -70,7 +66,17 @@ def _config(args: argparse.Namespace, extra: dict | None = None) -> TrainConfig:
         raise ConfigError(str(err) if str(err).startswith(str(where)) else f"{where}: {err}") from None
 
 
-USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, FileExistsError, RunLocked, RunRecordError, MissingExtra)
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input causes (a bad config, a missing file, a locked or damaged run, a missing
+    extra): said in one line, without a traceback."""
+    from ..config import ConfigError
+    from ..data.io import DatasetError, RunRecordError
+    from ..inference import MissingExtra
+    from .runs import RunLocked
+
+    return ConfigError, DatasetError, FileNotFoundError, FileExistsError, RunLocked, RunRecordError, MissingExtra
+
+
 # what the machine refuses (a full disk, a read-only or foreign folder): said in one line, with the path
 MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
 EXIT_STOPPED = 3  # training stopped before its last epoch (time limit, SIGTERM): the same command resumes
@@ -79,7 +85,7 @@ EXIT_STOPPED = 3  # training stopped before its last epoch (time limit, SIGTERM)
 def _launcher_args(parser) -> None:
     """The executor options of ``farnet study`` and ``farnet cv`` (farnetlib.engine.dispatch)."""
     g = parser.add_argument_group("executor (where the runs train; submitit, pip install 'farnetlib[cluster]')")
-    g.add_argument("--executor", choices=EXECUTORS, help="inline (default: one after another here), local (parallel "
+    g.add_argument("--executor", choices=("inline", "local", "slurm"), help="inline (default: one after another here), local (parallel "
                                                           "processes here), slurm (a job array)")
     g.add_argument("--status", action="store_true", help="one line per run: finished, running, queued, failed; train nothing")
     g.add_argument("--max-parallel", type=int, help="local: runs at a time (threads split between them)")
@@ -93,8 +99,11 @@ def _launcher_args(parser) -> None:
                    help="any other sbatch option, e.g. account=lab qos=high")
 
 
-def _launcher(args, base: Launcher | None) -> Launcher:
+def _launcher(args, base):
     """The study file's launcher block (or the defaults) with the command line's options over it."""
+    from ..config import ConfigError
+    from .dispatch import Launcher
+
     values = dict(vars(base)) if base is not None else {}
     for name in ("executor", "max_parallel", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_cpus", "slurm_mem",
                  "slurm_array_parallelism"):
@@ -108,8 +117,10 @@ def _launcher(args, base: Launcher | None) -> Launcher:
     return Launcher(**values)
 
 
-def _dispatched(args, units, launcher: Launcher, results_dir: str, name: str) -> bool:
+def _dispatched(args, units, launcher, results_dir: str, name: str) -> bool:
     """--status, or the local / slurm executors; False where the inline loop is to run."""
+    from .dispatch import dispatch, status_lines
+
     if args.status:
         print("\n".join(status_lines(units, results_dir, name)))
         return True
@@ -131,9 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
+    args = build_parser().parse_args(argv or ["--help"])  # --help and usage errors end here, before torch loads
+    errors = user_errors()
     try:
-        _main(argv)
-    except USER_ERRORS as err:
+        COMMANDS[args.cmd](args)
+    except errors as err:
         if debug:
             raise
         print(f"farnet: error: {err}", file=sys.stderr)
@@ -184,7 +197,8 @@ def _stopped_exit(run_dirs: list) -> None:
     raise SystemExit(EXIT_STOPPED)
 
 
-def _main(argv: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``farnet`` command line (its subcommands are :data:`COMMANDS`)."""
     ap = argparse.ArgumentParser(prog="farnet", description="Train or evaluate FARNet.",
                                  epilog="--debug (anywhere): show the traceback of an error")
     ap.add_argument("--version", action="version", version=f"farnet {_version()}")
@@ -221,7 +235,7 @@ def _main(argv: list[str]) -> None:
     e.add_argument("split", help="a split of the run's dataset: isbi2015 train/test1/test2, hand_xray train/test, "
                                  "aasce training/test, synthetic train/test")
     e.add_argument("--root", help="another copy of the dataset (e.g. the official ISBI layout with Test2)")
-    e.add_argument("--decoder", choices=sorted(DECODERS), help="default: the run's")
+    e.add_argument("--decoder", type=_decoder, help=DECODER_HELP)
     e.add_argument("--ground-truth", choices=("mean", "senior", "junior"), help="ISBI only; default: the run's")
     e.add_argument("--eval-batch-size", type=int, help="images per forward pass (memory only, not results)")
     e.add_argument("--write", action="store_true", help="add predictions and metrics to the run folder")
@@ -238,7 +252,7 @@ def _main(argv: list[str]) -> None:
     p.add_argument("run", help="run folder or checkpoint file")
     p.add_argument("images", help="a folder of images, or one image")
     p.add_argument("--out", required=True, help="output folder (predictions.csv, overlays/)")
-    p.add_argument("--decoder", choices=sorted(DECODERS), help="default: the run's")
+    p.add_argument("--decoder", type=_decoder, help=DECODER_HELP)
     p.add_argument("--no-overlays", action="store_true", help="write the CSV only")
     p.add_argument("--coverage", type=float, default=0.9,
                    help="level of each landmark's error radius (split conformal, from the run's validation errors; "
@@ -261,114 +275,165 @@ def _main(argv: list[str]) -> None:
     v.add_argument("--occluded", default="keep", choices=("keep", "missing"),
                    help="coco: keypoints with visibility 1 (labelled, not visible); visibility 0 is always missing")
     v.add_argument("--ground-truth", default="mean", choices=("mean", "senior", "junior"), help="isbi2015 only")
-    if not argv:
-        ap.print_help()
-        return
-    args = ap.parse_args(argv)
-    if args.cmd == "train" and not args.config and not args.set:
-        ap.error("train needs --config FILE (or --set FIELD=VALUE ...): without either it would start the paper's "
-                 "default (800 x 640, 300 epochs, batch 1: days on a CPU); e.g. farnet train --config configs/isbi2015_cpu.json")
-    if args.cmd == "train":
-        cfg = _config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None)
+    return ap
+
+
+DECODER_HELP = ("default: the run's; a name (argmax, quadratic, dark, spine_ordered, spine_peaks, spine_corners) or "
+                "JSON with parameters, e.g. '{\"name\": \"dark\", \"blur_kernel\": 7}'")
+
+
+def _decoder(text: str):
+    """``--decoder``: a name, or a JSON object ``{"name": ..., parameters}`` (checked when it is built)."""
+    if text.lstrip().startswith("{"):
         try:
-            run_dir = train(cfg, run_dir=args.run_dir, resume=not args.no_resume)
-        except KeyboardInterrupt:
-            raise SystemExit(130)  # train() said which epoch was abandoned and how to resume
-        if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
-            print(f"run folder: {run_dir}")
-            if (run_dir / "metrics.json").is_file():
-                print(_summary(run_dir))
-            _stopped_exit([run_dir])
-    elif args.cmd == "cv":
-        from ..crossval import pooled_summary, pooled_table
-        from ..reporting import with_units
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from None
+    return text
 
-        cfg = _config(args, {"time_limit": args.time_limit} if args.time_limit is not None else None)
-        wanted = args.folds or get_dataset(cfg.dataset).folds(cfg)
-        units = fold_units(cfg, wanted)
-        launcher = _launcher(args, None)
-        if _dispatched(args, units, launcher, cfg.results_dir, cfg.run_name or cfg.dataset):
-            if args.status or launcher.executor != "local":
-                return
-            run_dirs = [u.run_dir for u in units]  # the local executor waited for every fold
-        else:
-            run_dirs = train_folds(cfg, folds=wanted)
-        if not all((d / "metrics.json").is_file() for d in run_dirs) or len(run_dirs) < len(wanted):
-            print("not every fold is finished yet: run the same command to resume")
-            raise SystemExit(EXIT_STOPPED)
-        print("\n".join(f"run folder: {d}" for d in run_dirs))
-        table = pooled_table if get_dataset(cfg.dataset).pooled_by_pairs else pooled_summary  # hand: both 50 mm pairs
-        runs = [load_run(d) for d in run_dirs]
-        unit = next(iter(runs[0]["metrics"]["splits"].values()))["unit"]
-        print(with_units(table(runs), unit).round(2).to_string())
-    elif args.cmd == "study":
-        if args.time_limit is not None and not 0 < args.time_limit < float("inf"):
-            raise ConfigError(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
-        study = load_study(args.config)
-        if not args.list and _dispatched(args, study.units(args.arms), _launcher(args, study.launcher),
-                                         study.base.results_dir, study.name):
+
+def _time_limit(args) -> dict | None:
+    return {"time_limit": args.time_limit} if args.time_limit is not None else None
+
+
+def _train(args) -> None:
+    from .training import train
+
+    if not args.config and not args.set:
+        build_parser().error("train needs --config FILE (or --set FIELD=VALUE ...): without either it would start the "
+                             "paper's default (800 x 640, 300 epochs, batch 1: days on a CPU); e.g. farnet train "
+                             "--config configs/isbi2015_cpu.json")
+    cfg = _config(args, _time_limit(args))
+    try:
+        run_dir = train(cfg, run_dir=args.run_dir, resume=not args.no_resume)
+    except KeyboardInterrupt:
+        raise SystemExit(130)  # train() said which epoch was abandoned and how to resume
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
+        print(f"run folder: {run_dir}")
+        if (run_dir / "metrics.json").is_file():
+            print(_summary(run_dir))
+        _stopped_exit([run_dir])
+
+
+def _cv(args) -> None:
+    from ..crossval import pooled_summary, pooled_table
+    from ..data.registry import get_dataset
+    from ..reporting import with_units
+    from .folds import fold_units, train_folds
+    from .runs import load_run
+
+    cfg = _config(args, _time_limit(args))
+    wanted = args.folds or get_dataset(cfg.dataset).folds(cfg)
+    units = fold_units(cfg, wanted)
+    launcher = _launcher(args, None)
+    if _dispatched(args, units, launcher, cfg.results_dir, cfg.run_name or cfg.dataset):
+        if args.status or launcher.executor != "local":
             return
-        if not args.list:
-            train_study(study, args.arms, time_limit=args.time_limit)
-        finished = set(study.finished())
-        for arm in study.select(args.arms):
-            print(f"{arm:28s} {'finished' if arm in finished else 'not finished'}  {study.run_dir(arm)}")
-        if not args.list and any(arm not in finished for arm in study.select(args.arms)):
-            raise SystemExit(EXIT_STOPPED)
-    elif args.cmd == "compare":
-        from ..reporting import compare_runs, seed_spread
-        from .runs import reference_folder
-
-        run = load_run(Path(args.run))
-        reference = args.reference or str(reference_folder(run["config"]["results_dir"]) / run["name"])
-        if Path(reference).resolve() == Path(args.run).resolve():
-            raise ConfigError(f"{args.run} is its own reference: name the run to compare it with")
-        ref = load_run(Path(reference))
-        print(f"{run['name']} ({args.run}) against {reference}:")
-        print(compare_runs(run, ref).round(3).to_string())
-        print("difference: the run's MRE minus the reference's, with its paired bootstrap 95 % interval over images "
-              "(whether these two models differ on these images)")
-        spread = seed_spread(ref)
-        if spread is None:
-            print("seed spread of the reference's recipe: not measured (one seed among the committed runs); two seeds "
-                  "of one recipe differ too, so a small difference need not be a difference of recipes")
-        else:
-            print("seed spread of the reference's recipe in the committed runs (a difference of recipes must exceed it):")
-            print(spread.round(3).to_string())
-    elif args.cmd == "convert":
-        from ..data.convert import from_builtin, from_coco
-
-        want = 3 if args.source == "coco" else 2
-        if len(args.paths) != want:
-            raise ConfigError(f"convert {args.source} takes {want} paths: "
-                              + ("ANNOTATIONS.json IMAGES_DIR OUT_ROOT" if want == 3 else "ROOT OUT_ROOT"))
-        if args.source == "coco":
-            out = from_coco(*args.paths, occluded=args.occluded)
-        else:
-            out = from_builtin(args.source, *args.paths, ground_truth=args.ground_truth)
-        print(f"wrote {out} and {out.parent / 'dataset.json'}; check it with: python -m farnetlib.data verify csv "
-              f"{out.parent}")
-    elif args.cmd == "export":
-        from ..inference import export_run
-
-        path = export_run(args.run, args.format, out_dir=args.out, input_size=args.input_size)
-        print(f"exported {path} (+ preprocess.json)")
-    elif args.cmd == "predict":
-        table = predict_folder(args.run, args.images, args.out, decoder=args.decoder,
-                               overlays=not args.no_overlays, device=args.device, force=args.force,
-                               backend=args.backend, backend_precision=args.backend_precision,
-                               coverage=args.coverage or None)
-        print(f"{table['image'].nunique()} images -> {args.out}/predictions.csv")
-        for file, why in table.attrs["skipped"]:
-            print(f"skipped {file}: {why}", file=sys.stderr)
-        if table.attrs["skipped"]:
-            raise SystemExit(f"farnet: {len(table.attrs['skipped'])} unreadable image(s) skipped (listed above)")
+        run_dirs = [u.run_dir for u in units]  # the local executor waited for every fold
     else:
-        over = {k: v for k, v in {"decoder": args.decoder, "ground_truth": args.ground_truth,
-                                  "eval_batch_size": args.eval_batch_size}.items() if v is not None}
-        _, metrics = evaluate(args.run, args.split, root=args.root, write=args.write, label=args.label,
-                              force=args.force, backend=args.backend, backend_precision=args.backend_precision, **over)
-        print(json.dumps(metrics, indent=2))
+        run_dirs = train_folds(cfg, folds=wanted)
+    if not all((d / "metrics.json").is_file() for d in run_dirs) or len(run_dirs) < len(wanted):
+        print("not every fold is finished yet: run the same command to resume")
+        raise SystemExit(EXIT_STOPPED)
+    print("\n".join(f"run folder: {d}" for d in run_dirs))
+    table = pooled_table if get_dataset(cfg.dataset).pooled_by_pairs else pooled_summary  # hand: both 50 mm pairs
+    runs = [load_run(d) for d in run_dirs]
+    unit = next(iter(runs[0]["metrics"]["splits"].values()))["unit"]
+    print(with_units(table(runs), unit).round(2).to_string())
+
+
+def _study(args) -> None:
+    from ..config import ConfigError
+    from .study import load_study, train_study
+
+    if args.time_limit is not None and not 0 < args.time_limit < float("inf"):
+        raise ConfigError(f"--time-limit {args.time_limit:g}: must be a positive number of minutes")
+    study = load_study(args.config)
+    if not args.list and _dispatched(args, study.units(args.arms), _launcher(args, study.launcher),
+                                     study.base.results_dir, study.name):
+        return
+    if not args.list:
+        train_study(study, args.arms, time_limit=args.time_limit)
+    finished = set(study.finished())
+    for arm in study.select(args.arms):
+        print(f"{arm:28s} {'finished' if arm in finished else 'not finished'}  {study.run_dir(arm)}")
+    if not args.list and any(arm not in finished for arm in study.select(args.arms)):
+        raise SystemExit(EXIT_STOPPED)
+
+
+def _compare(args) -> None:
+    from ..config import ConfigError
+    from ..reporting import compare_runs, seed_spread
+    from .runs import load_run, reference_folder
+
+    run = load_run(Path(args.run))
+    reference = args.reference or str(reference_folder(run["config"]["results_dir"]) / run["name"])
+    if Path(reference).resolve() == Path(args.run).resolve():
+        raise ConfigError(f"{args.run} is its own reference: name the run to compare it with")
+    ref = load_run(Path(reference))
+    print(f"{run['name']} ({args.run}) against {reference}:")
+    print(compare_runs(run, ref).round(3).to_string())
+    print("difference: the run's MRE minus the reference's, with its paired bootstrap 95 % interval over images "
+          "(whether these two models differ on these images)")
+    spread = seed_spread(ref)
+    if spread is None:
+        print("seed spread of the reference's recipe: not measured (one seed among the committed runs); two seeds "
+              "of one recipe differ too, so a small difference need not be a difference of recipes")
+    else:
+        print("seed spread of the reference's recipe in the committed runs (a difference of recipes must exceed it):")
+        print(spread.round(3).to_string())
+
+
+def _convert(args) -> None:
+    from ..config import ConfigError
+    from ..data.convert import from_builtin, from_coco
+
+    want = 3 if args.source == "coco" else 2
+    if len(args.paths) != want:
+        raise ConfigError(f"convert {args.source} takes {want} paths: "
+                          + ("ANNOTATIONS.json IMAGES_DIR OUT_ROOT" if want == 3 else "ROOT OUT_ROOT"))
+    if args.source == "coco":
+        out = from_coco(*args.paths, occluded=args.occluded)
+    else:
+        out = from_builtin(args.source, *args.paths, ground_truth=args.ground_truth)
+    print(f"wrote {out} and {out.parent / 'dataset.json'}; check it with: python -m farnetlib.data verify csv "
+          f"{out.parent}")
+
+
+def _export(args) -> None:
+    from ..inference import export_run
+
+    path = export_run(args.run, args.format, out_dir=args.out, input_size=args.input_size)
+    print(f"exported {path} (+ preprocess.json)")
+
+
+def _predict(args) -> None:
+    from ..folder_prediction import predict_folder
+
+    table = predict_folder(args.run, args.images, args.out, decoder=args.decoder,
+                           overlays=not args.no_overlays, device=args.device, force=args.force,
+                           backend=args.backend, backend_precision=args.backend_precision,
+                           coverage=args.coverage or None)
+    print(f"{table['image'].nunique()} images -> {args.out}/predictions.csv")
+    for file, why in table.attrs["skipped"]:
+        print(f"skipped {file}: {why}", file=sys.stderr)
+    if table.attrs["skipped"]:
+        raise SystemExit(f"farnet: {len(table.attrs['skipped'])} unreadable image(s) skipped (listed above)")
+
+
+def _evaluate(args) -> None:
+    from .evaluation import evaluate
+
+    over = {k: v for k, v in {"decoder": args.decoder, "ground_truth": args.ground_truth,
+                              "eval_batch_size": args.eval_batch_size}.items() if v is not None}
+    _, metrics = evaluate(args.run, args.split, root=args.root, write=args.write, label=args.label,
+                          force=args.force, backend=args.backend, backend_precision=args.backend_precision, **over)
+    print(json.dumps(metrics, indent=2))
+
+
+# subcommand -> what it does (its options: build_parser)
+COMMANDS = {"train": _train, "cv": _cv, "study": _study, "compare": _compare, "evaluate": _evaluate,
+            "predict": _predict, "export": _export, "convert": _convert}
 
 
 if __name__ == "__main__":

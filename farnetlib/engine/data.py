@@ -13,11 +13,12 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from ..progress import log
 from ..data import (AUGMENT_LEVELS, DatasetError, ImageCache, LandmarkDataset, LandmarkSource, check_no_leakage,
                     image_counts)
 from ..data.io import SplitAbsent
 from ..data.registry import get_dataset
-from .config import TrainConfig
+from ..config import TrainConfig
 from .distributed import Process
 from .sources import build_source, validation_split
 
@@ -98,9 +99,8 @@ def build_train_data(cfg: TrainConfig, proc: Process, progress: bool = True) -> 
     check_counts(cfg, counts, progress and proc.main)
     duplicates = check_no_leakage({train_split: source, **present})
     if duplicates and progress and proc.main:
-        print(f"note: {len(duplicates)} image(s) of the official {cfg.dataset} release appear in two splits "
-              f"({'; '.join(duplicates)}); kept, as in every published result, and recorded in metrics.json",
-              flush=True)
+        log.info(f"note: {len(duplicates)} image(s) of the official {cfg.dataset} release appear in two splits "
+                 f"({'; '.join(duplicates)}); kept, as in every published result, and recorded in metrics.json")
     data = TrainData(source, train_idx, val_idx, cache, make_loader, test_sources, counts, duplicates)
     # every image is decoded before the first epoch: a damaged file fails now, not after hours of training
     data.loader(cfg.stage(0)[0])
@@ -139,5 +139,5 @@ def check_counts(cfg: TrainConfig, counts: dict[str, dict[str, int]], say: bool)
         raise DatasetError(f"{cfg.dataset} at {cfg.root}: partial copy ({text} images); set partial='warn' to "
                            "train on it anyway")
     if say:
-        print(f"warning: {cfg.dataset} at {cfg.root} is a partial copy ({text} images); results are not "
-              "comparable with the full dataset's (partial='raise' makes this an error)", flush=True)
+        log.warning(f"{cfg.dataset} at {cfg.root} is a partial copy ({text} images); results are not "
+                    "comparable with the full dataset's (partial='raise' makes this an error)")

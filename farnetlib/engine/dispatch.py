@@ -34,7 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import ConfigError, TrainConfig
+from ..progress import log
+from ..config import ConfigError, TrainConfig
 from .runs import write_atomic
 
 __all__ = ["EXECUTORS", "Launcher", "Unit", "TrainUnit", "train_in_turn", "dispatch", "unit_status", "status_lines",
@@ -140,11 +141,11 @@ def train_in_turn(units: Sequence[Unit], time_limit: float | None = None, progre
     for unit in units:
         if deadline.expired() and not unit.finished:
             if progress:
-                print(f"{label}time limit ({time_limit:g} min) used up before {kind} {unit.name}; the same command "
-                      "resumes there", flush=True)
+                log.info(f"{label}time limit ({time_limit:g} min) used up before {kind} {unit.name}; the same command "
+                         "resumes there")
             break
         if progress and label:
-            print(f"{label}{kind} {unit.name} -> {unit.run_dir}", flush=True)
+            log.info(f"{label}{kind} {unit.name} -> {unit.run_dir}")
         cfg = unit.cfg
         if time_limit is not None:
             left = deadline.minutes_left()
@@ -153,7 +154,7 @@ def train_in_turn(units: Sequence[Unit], time_limit: float | None = None, progre
                           execution_from=runs[-1] if reuse_execution and runs else None))
         if not (runs[-1] / "metrics.json").is_file():
             if progress:
-                print(f"{label}{kind} {unit.name} stopped before it finished; the same command resumes it", flush=True)
+                log.info(f"{label}{kind} {unit.name} stopped before it finished; the same command resumes it")
             break
     return runs
 
@@ -229,8 +230,7 @@ def dispatch(units: Sequence[Unit], launcher: Launcher, results_dir: str | Path,
         state = unit_status(unit, record["units"].get(unit.name))["state"]
         if state in ACTIVE:
             if progress:
-                print(f"{name}: {unit.name} is {state} (job {record['units'][unit.name]['job_id']}): not submitted again",
-                      flush=True)
+                log.info(f"{name}: {unit.name} is {state} (job {record['units'][unit.name]['job_id']}): not submitted again")
             continue
         todo.append(unit)
     folder = Path(results_dir) / ".submitit" / name
@@ -246,8 +246,8 @@ def dispatch(units: Sequence[Unit], launcher: Launcher, results_dir: str | Path,
         _write_record(record_path, record, submitted)
         if progress:
             what = f"array {jobs[0].job_id.split('_')[0]}" if len(jobs) > 1 else f"job {jobs[0].job_id}"
-            print(f"{name}: submitted {len(jobs)} unit(s) as Slurm {what}; follow them with --status "
-                  f"(record: {record_path})", flush=True)
+            log.info(f"{name}: submitted {len(jobs)} unit(s) as Slurm {what}; follow them with --status "
+                     f"(record: {record_path})")
         return submitted
     return _run_local(todo, launcher, folder, record_path, record, name, progress, poll_s, on_done)
 
@@ -267,16 +267,14 @@ def _run_local(todo: list[Unit], launcher: Launcher, folder: Path, record_path: 
             submitted[unit.name] = _job_entry(job, "local")
             _write_record(record_path, record, {unit.name: submitted[unit.name]})
             if progress:
-                print(f"{name}: {unit.name} started (process {job.job_id}, {threads} threads; log {job.paths.stdout})",
-                      flush=True)
+                log.info(f"{name}: {unit.name} started (process {job.job_id}, {threads} threads; log {job.paths.stdout})")
         time.sleep(poll_s)
         for key, (unit, job) in list(running.items()):
             if job.done():
                 del running[key]
                 status = unit_status(unit, submitted[key])
                 if progress:
-                    print(f"{name}: {unit.name} {status['state']}{': ' + status['detail'] if status['detail'] else ''}",
-                          flush=True)
+                    log.info(f"{name}: {unit.name} {status['state']}{': ' + status['detail'] if status['detail'] else ''}")
                 if on_done is not None:
                     on_done(unit, status)
     return submitted

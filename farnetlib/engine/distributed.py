@@ -13,20 +13,12 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .config import TrainConfig
+from ..config import TrainConfig
+from ..precision import resolve_device
 
 __all__ = ["Process", "setup_process", "teardown_process", "broadcast_object", "resolve_device", "GROUP_TIMEOUT"]
 
 GROUP_TIMEOUT = timedelta(hours=2)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return dev
 
 
 @dataclass

@@ -16,16 +16,17 @@ from ..progress import tqdm
 from ..data import DatasetError, LandmarkDataset, LandmarkSource
 from ..data.registry import get_dataset
 from ..data.transforms import image_to_input
-from ..heatmaps import HeatmapCodec
+from ..heatmaps import decoder_label, farnet_codecs
+from ..inference import fine_heatmaps, heatmap_backend, resolve_backend
 from ..metrics import radial_errors, summarize
 from ..model import FARNet
 from ..ceph import source_clinical_metrics
 from ..spine import spine_metrics
-from .config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig
 from .data import open_test_splits
-from .distributed import resolve_device
-from .precision import autocast, is_channels_last, resolve_precision, to_layout
-from .runs import read_checkpoint, read_json_record, run_lock, selected_checkpoint, write_atomic
+from ..checkpoint import build_model, load_checkpoint, load_model, selected_checkpoint
+from ..data.io import read_json_record, write_atomic
+from .runs import run_lock
 from .sources import build_source, describe_ground_truth
 
 __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_splits", "load_model",
@@ -33,7 +34,7 @@ __all__ = ["predict", "predict_source", "split_metrics", "evaluate", "evaluate_s
 
 
 @torch.no_grad()
-def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decoder: str = "quadratic",
+def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decoder: str | dict = "quadratic",
             intensity_range: str = "0-1", precision: str = "fp32", return_peak: bool = False,
             contrast: str = "none", targets: str = "landmarks", num_landmarks: int | None = None):
     """Landmarks ``(K, 2)`` in the original pixels of one (H, W) uint8 grayscale image (and, with
@@ -42,12 +43,9 @@ def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decod
     from 4 heatmaps)."""
     if image.ndim != 2:
         raise ValueError(f"predict expects a (H, W) grayscale image, got shape {image.shape}")
-    device = next(model.parameters()).device
-    x = image_to_input(image, input_size, intensity_range, contrast)[None].to(device)
     model.eval()
-    with autocast(device, resolve_precision(precision, device)):
-        fine = model(to_layout(x, is_channels_last(model))).fine
-    codec = HeatmapCodec(input_size, input_size, None, decoder, targets=targets, num_landmarks=num_landmarks)
+    fine = fine_heatmaps(model, image_to_input(image, input_size, intensity_range, contrast)[None], precision)
+    codec = farnet_codecs(input_size, decoder, targets, num_landmarks)[1]
     pts, peak = codec.decode_original(fine, [image.shape])
     pts, peak = pts[0], peak[0]
     return (pts, peak) if return_peak else pts
@@ -62,22 +60,16 @@ def predict_source(model: FARNet, source: LandmarkSource, cfg: TrainConfig, spli
     ``heatmaps`` (a normalised CPU batch -> fine heatmaps, e.g. an ONNX Runtime or OpenVINO backend
     of :mod:`farnetlib.inference`) replaces the model's forward pass; decoding is the same fp32 code."""
     device = next(model.parameters()).device
-    precision = resolve_precision(cfg.eval_precision, device)
-    channels_last = is_channels_last(model)  # inputs follow the model's memory layout
     ds = LandmarkDataset(source, cfg.input_size, cache=cache, indices=indices, intensity_range=cfg.intensity_range,
                          contrast=cfg.contrast)
     loader = DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0,
                         pin_memory=device.type == "cuda")
-    codec = HeatmapCodec(cfg.input_size, cfg.input_size, cfg.sigma, cfg.decoder,  # the fine output's geometry
-                         targets=cfg.targets, num_landmarks=source.num_landmarks)
+    codec = cfg.codecs(source.num_landmarks)[1]  # the fine output's geometry
     model.eval()
     rows, names = [], source.landmark_names
     for batch in tqdm(loader, desc=f"predict {split}", leave=False, disable=not progress):
-        if heatmaps is not None:
-            fine = heatmaps(batch["image"])
-        else:
-            with autocast(device, precision):
-                fine = model(to_layout(batch["image"].to(device, non_blocking=True), channels_last)).fine
+        fine = (heatmaps(batch["image"]) if heatmaps is not None
+                else fine_heatmaps(model, batch["image"], cfg.eval_precision))
         orig_hws = [tuple(hw) for hw in batch["orig_hw"].tolist()]
         preds, peak = codec.decode_original(fine, orig_hws)  # decoded in fp32
         for b, (pred, orig_hw) in enumerate(zip(preds, orig_hws)):
@@ -123,28 +115,6 @@ def split_metrics(predictions: pd.DataFrame, cfg: TrainConfig, source: LandmarkS
     return out
 
 
-def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, TrainConfig]:
-    """A FARNet and its config from a checkpoint written by :func:`farnetlib.engine.train`."""
-    model, cfg, _ = load_checkpoint(checkpoint, device)
-    return model, cfg
-
-
-def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, TrainConfig, dict]:
-    """:func:`load_model`, plus the checkpoint's other entries (selected epoch, validation MRE)."""
-    ckpt = read_checkpoint(checkpoint)
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(cfg, ckpt["num_landmarks"])
-    model.load_state_dict(ckpt.pop("model"))
-    return to_layout(model.to(resolve_device(device)), cfg.eval_channels_last).eval(), cfg, ckpt
-
-
-def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None) -> FARNet:
-    """The FARNet a config describes for ``num_landmarks`` landmarks (its heatmaps: one per landmark,
-    or as ``targets`` says; ``weights`` only for the backbone's initialisation)."""
-    return FARNet(cfg.heatmap_channels(num_landmarks), backbone=cfg.backbone, weights=weights, fine_head_width=cfg.fine_head_width,
-                  decoder_width=cfg.decoder_width)
-
-
 def evaluate_splits(model: FARNet, cfg: TrainConfig, source: LandmarkSource, val_idx: list[int], cache,
                     progress: bool = True, test_sources: dict | None = None,
                     heatmaps: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[list[pd.DataFrame], dict]:
@@ -169,8 +139,6 @@ def evaluate_splits(model: FARNet, cfg: TrainConfig, source: LandmarkSource, val
 def backend_heatmaps(run_or_checkpoint: Path, backend: str, precision: str = "fp32", device: str = "auto"):
     """(heatmap function or None for the model's own forward pass, what computed them) for a backend
     (``"auto"``: :func:`farnetlib.inference.resolve_backend`, falling back to torch on failure)."""
-    from ..inference import heatmap_backend, resolve_backend
-
     requested = {"requested": backend} if backend == "auto" else {}
     if resolve_backend(backend, device) == "torch":
         return None, {"backend": "torch", "precision": "fp32", **requested}  # evaluate() runs the model in fp32
@@ -188,7 +156,7 @@ def result_label(split: str, run_cfg: TrainConfig, eval_cfg: TrainConfig) -> str
     if eval_cfg.ground_truth != run_cfg.ground_truth:
         parts.append(eval_cfg.ground_truth)
     if eval_cfg.decoder != run_cfg.decoder:
-        parts.append(eval_cfg.decoder)
+        parts.append(decoder_label(eval_cfg.decoder))
     return "_".join(parts)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data.registry import get_dataset
-from .config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig
 
 __all__ = ["train_folds", "fold_run_name", "fold_configs"]
 

@@ -7,16 +7,11 @@ git-ignored ``checkpoints/`` inside it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import functools
-import json
 import os
-import pickle
 import platform
-import shutil
 import subprocess
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +19,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .precision import allocator, cpu_flags
+from ..checkpoint import read_checkpoint, selected_checkpoint
+from ..data.io import RunRecordError, atomic_path, read_json_record, write_atomic
+from ..precision import allocator, cpu_flags
 
 __all__ = ["environment", "load_run", "list_runs", "RUN_FILES", "write_atomic", "atomic_path", "run_lock",
            "RunLocked", "git_commit", "read_json_record", "RunRecordError", "selected_checkpoint", "read_checkpoint",
@@ -46,63 +43,8 @@ RUN_FILES = ("config.json", "environment.json", "history.csv", "predictions.csv"
 _PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-image", "pillow", "farnetlib")
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """A uniquely named temporary path beside ``path`` to write to; on success it is renamed over
-    ``path`` (``os.replace``, atomic on one filesystem), so a kill or a full disk leaves the old file
-    or the new one, never a truncated one, and concurrent writers never share a temporary name. On
-    failure the temporary file is removed, and a full disk is said as such, with the path."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode a plain open() would
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if _disk_full(err, path.parent):
-            raise OSError(errno.ENOSPC, f"no space left on device writing {path} "
-                                        f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free)") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-FULL_BELOW_BYTES = 256 * 2**20  # torch's short-write message does not say why: below this much free space, a full disk
-
-
-def _disk_full(err: BaseException, folder: Path) -> bool:
-    if isinstance(err, OSError):
-        return err.errno == errno.ENOSPC
-    if not isinstance(err, RuntimeError):
-        return False
-    # torch.save reports a failed write as "enforce fail at inline_container.cc ... file write failed", or,
-    # on a full disk (seen on a 1 MiB tmpfs with torch 2.14), as "... unexpected pos 704 vs 598"
-    text = str(err)
-    if "file write failed" in text:
-        return True
-    return "inline_container.cc" in text and "unexpected pos" in text and shutil.disk_usage(folder).free < FULL_BELOW_BYTES
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through :func:`atomic_path` (flushed to disk before the rename)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 class RunLocked(RuntimeError):
     """Another process holds the run folder (training it, or writing an evaluation into it)."""
-
-
-class RunRecordError(ValueError):
-    """A run record that does not parse (a truncated or damaged file): names the file."""
 
 
 @contextlib.contextmanager
@@ -131,32 +73,6 @@ def run_lock(run_dir: str | Path, what: str):
                 path.unlink(missing_ok=True)
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def read_json_record(path: str | Path) -> dict:
-    """A JSON run record; one that does not parse raises :class:`RunRecordError` naming the file."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunRecordError(f"run record {path} is damaged (does not parse: {err}); restore it from git or "
-                             "remove it to let the run resume or re-evaluate") from None
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """A checkpoint (on the CPU); a truncated or damaged file raises :class:`RunRecordError` naming it."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError,
-            pickle.UnpicklingError) as err:
-        raise RunRecordError(f"checkpoint {path} is damaged ({str(err).splitlines()[0][:200]}); restore it, or remove "
-                             "it (and, for last.pt, resume from scratch with --no-resume)") from None
-    if not isinstance(state, dict):
-        raise RunRecordError(f"checkpoint {path} holds {type(state).__name__}, not a farnet checkpoint")
-    return state
 
 
 def git_commit() -> str | None:
@@ -239,17 +155,3 @@ def load_run(path: str | Path) -> dict:
 def list_runs(results_dir: str | Path = "runs", pattern: str = "*") -> list[Path]:
     """Complete run folders under ``results_dir`` matching ``pattern`` (incomplete ones are skipped)."""
     return sorted(p for p in Path(results_dir).glob(pattern) if p.is_dir() and (p / "metrics.json").is_file())
-
-
-def selected_checkpoint(run_or_checkpoint: str | Path) -> Path:
-    """The selected model of a run folder (``checkpoints/best.pt``), or a checkpoint file given
-    directly; a missing one says that weights are not in git and how to get them back."""
-    path = Path(run_or_checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"no run folder or checkpoint at {path}")
-    ckpt = path / "checkpoints" / "best.pt" if path.is_dir() else path
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint at {ckpt}: a run's weights are not in git; train the run again "
-                                "(the same farnet train command) or pass the path of a best.pt")
-    return ckpt
-

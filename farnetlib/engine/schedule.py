@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 __all__ = ["LrSchedule", "build_schedule", "lr_factor"]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data import LandmarkSource
 from ..data.registry import default_data_root, get_dataset
-from .config import TrainConfig
+from ..config import TrainConfig, describe_ground_truth  # noqa: F401 (re-exported)
 
 __all__ = ["build_source", "run_source", "carve_validation", "validation_split", "describe_ground_truth",
            "data_identity", "config_data_identity"]
@@ -52,12 +52,6 @@ def validation_split(source: LandmarkSource, cfg: TrainConfig) -> tuple[list[int
         chosen = set(fixed)
         return [i for i in range(len(source)) if i not in chosen], sorted(fixed)
     return carve_validation(len(source), cfg.val_count, cfg.split_seed)
-
-
-def describe_ground_truth(cfg: TrainConfig) -> dict:
-    """What every reported number must carry: dataset, ground truth, spacing, unit and SDR radii."""
-    return {"dataset": cfg.dataset, "input_size_hw": list(cfg.input_size), "decoder": cfg.decoder,
-            **get_dataset(cfg.dataset).describe(cfg), "radii": cfg.radii}
 
 
 def data_identity(source: LandmarkSource) -> dict:

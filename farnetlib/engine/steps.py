@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from ..heatmaps import HeatmapCodec
-from .precision import autocast, to_layout
+from ..precision import autocast, to_layout
 
-__all__ = ["StepContext", "make_codecs", "make_targets", "present_mask", "train_step", "LOSS_KEYS"]
+__all__ = ["StepContext", "make_targets", "present_mask", "train_step", "LOSS_KEYS"]
 
 LOSS_KEYS = ("loss", "coarse", "fine")
 
@@ -30,15 +30,6 @@ class StepContext:
     codec_fine: HeatmapCodec  # input pixels <-> the fine heatmap (the input size)
     codec_coarse: HeatmapCodec  # input pixels <-> the coarse heatmap (half the input size)
     criterion: nn.Module  # CoarseToFineLoss
-
-
-def make_codecs(input_size: tuple[int, int], sigma: float, sigma_coarse: float, decoder: str = "quadratic",
-                targets: str = "landmarks", num_landmarks: int | None = None) -> tuple[HeatmapCodec, HeatmapCodec]:
-    """FARNet's two outputs: (coarse at half the input size, fine at the input size); ``targets``
-    and ``num_landmarks`` as :class:`farnetlib.heatmaps.HeatmapCodec` takes them."""
-    h, w = input_size
-    return (HeatmapCodec((h, w), (h // 2, w // 2), sigma_coarse, decoder, targets, num_landmarks),
-            HeatmapCodec((h, w), (h, w), sigma, decoder, targets, num_landmarks))
 
 
 def make_targets(points: torch.Tensor, ctx: StepContext,

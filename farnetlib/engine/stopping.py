@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..progress import log
 from .runs import git_commit, write_atomic
 
 __all__ = ["StopControl", "Stretches", "Deadline", "estimate_epoch_seconds", "previous_history"]
@@ -66,8 +67,8 @@ class StopControl:
         if self.signal_name is not None:  # the second one: abandon the epoch under way
             raise KeyboardInterrupt(name)
         self.signal_name = name
-        print(f"{name}: stopping after this epoch (it is finished and checkpointed); send it again to "
-              "abandon the epoch", flush=True)
+        log.info(f"{name}: stopping after this epoch (it is finished and checkpointed); send it again to "
+                 "abandon the epoch")
 
     def elapsed(self) -> float:
         return clock() - self.t0

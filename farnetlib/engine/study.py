@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConfigError, TrainConfig, read_json_config
+from ..config import ConfigError, TrainConfig, read_json_config
 
 __all__ = ["Study", "load_study", "train_study", "with_overrides", "FIXED_ACROSS_ARMS"]
 

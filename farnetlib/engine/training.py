@@ -25,20 +25,20 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from ..progress import tqdm
+from ..progress import log, tqdm
 
 from ..losses import CoarseToFineLoss, build_loss
 from ..model import parameter_counts
-from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
+from ..config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from .data import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
 from .evaluation import backend_heatmaps, build_model, evaluate_splits, predict_source, split_metrics
-from .precision import allocator, make_scaler, to_layout
+from ..precision import allocator, make_scaler, to_layout
 from .autotune import choose_execution, save_execution
 from .runs import atomic_path, environment, read_checkpoint, read_json_record, run_lock, write_atomic
 from .schedule import build_schedule
 from .sources import config_data_identity, data_identity
-from .steps import LOSS_KEYS, StepContext, make_codecs, train_step
+from .steps import LOSS_KEYS, StepContext, train_step
 from .stopping import StopControl, Stretches
 
 __all__ = ["train", "seed_everything", "save_checkpoint"]
@@ -100,7 +100,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
         trainer = _Trainer(cfg, data, proc, run_dir, execution_from)
         _write_run_records(cfg, run_dir, proc, resume, trainer, identity or data_identity(data.source))
         if proc.main and progress:
-            print(_plan_line(cfg, data, run_dir, trainer), flush=True)
+            log.info(_plan_line(cfg, data, run_dir, trainer))
         start, best, history = _resume(trainer, run_dir, proc, progress) if resume else (0, math.inf, [])
         stretches = Stretches(run_dir, start, trainer.execution_record(), write=proc.main)
         for epoch in range(start, cfg.epochs):
@@ -109,8 +109,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
             if reason is not None:
                 stretches.end(reason)
                 if proc.main and progress and reason != "stop_after_epochs":
-                    print(f"stopped after epoch {epoch} of {cfg.epochs} ({reason}); run the same command to "
-                          f"resume at epoch {epoch + 1}", flush=True)
+                    log.info(f"stopped after epoch {epoch} of {cfg.epochs} ({reason}); run the same command to "
+                             f"resume at epoch {epoch + 1}")
                 return run_dir
             phase = f"epoch {epoch + 1} of {cfg.epochs}"
             row = _train_epoch(trainer, data, cfg, epoch, proc, progress)
@@ -128,7 +128,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after_epoc
             stretches.end(f"abandoned {phase.split(' of ')[0]} ({err or 'interrupt'})")
         if proc.main and progress:
             done = stretches.row["last_epoch"] if stretches is not None else epoch
-            print(f"abandoned {phase}; last.pt holds epoch {done}: run the same command to resume", flush=True)
+            log.info(f"abandoned {phase}; last.pt holds epoch {done}: run the same command to resume")
         raise
 
 
@@ -156,14 +156,13 @@ class _Trainer:
         self.schedule = build_schedule(cfg, self.optimizer, len(data.loader(cfg.stage(0)[0])))
         self.scheduler = self.schedule.scheduler
         self.scaler = make_scaler(proc.device, self.execution.precision)
-        loss_kwargs = {"base": cfg.ewc_base} if cfg.loss == "ewc" else {}
-        self.criterion = CoarseToFineLoss(build_loss(cfg.loss, **loss_kwargs), cfg.coarse_weight, cfg.fine_weight)
+        self.criterion = CoarseToFineLoss(build_loss(cfg.loss, **cfg.loss_options()), cfg.coarse_weight, cfg.fine_weight)
 
     def step_context(self, epoch: int) -> StepContext:
         """What a training step of ``epoch`` needs: its input size and Gaussian targets (progressive
         epochs train smaller, with sigma scaled alike)."""
-        size, sigma, sigma_coarse = self.cfg.stage(epoch)
-        coarse, fine = make_codecs(size, sigma, sigma_coarse, self.cfg.decoder, self.cfg.targets, self.num_landmarks)
+        coarse, fine = self.cfg.codecs(self.num_landmarks, epoch)
+        size = fine.input_size
         return StepContext(device=self.proc.device, precision=self.execution.precision,
                            channels_last=self.execution.channels_last, input_size=size, codec_fine=fine,
                            codec_coarse=coarse, criterion=self.criterion)
@@ -287,7 +286,7 @@ def _resume(trainer: _Trainer, run_dir: Path, proc: Process, progress: bool) -> 
         trainer.scaler.load_state_dict(state["scaler"])  # a run started without fp16 saved none: start afresh
     restore_rng(state.get("rng", {"torch": state.get("torch_rng")}))
     if proc.main and progress:
-        print(f"resuming {run_dir.name} at epoch {state['epoch'] + 2} (best val MRE {state['best']:.3f})")
+        log.info(f"resuming {run_dir.name} at epoch {state['epoch'] + 2} (best val MRE {state['best']:.3f})")
     return state["epoch"] + 1, state["best"], state["history"]
 
 
@@ -325,7 +324,7 @@ def _already_finished(run_dir: Path, cfg: TrainConfig, proc: Process, progress: 
         raise ConfigError(f"run {run_dir} is finished and evaluated after {start} epochs; training it to "
                           f"{cfg.epochs} would replace its test results: start a new run_name instead")
     if proc.main and progress:
-        print(f"run {run_dir} is finished ({start} epochs, metrics.json written): nothing to do")
+        log.info(f"run {run_dir} is finished ({start} epochs, metrics.json written): nothing to do")
     return True
 
 
