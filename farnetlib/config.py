@@ -58,6 +58,29 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the field."""
 
 
+# Fields that take one of a few values: field -> (the values, what the error says).
+CHOICES: dict[str, tuple[tuple, str]] = {
+    "intensity_range": (tuple(INTENSITY_RANGES), f"must be one of {list(INTENSITY_RANGES)} ('0-1': the paper; "
+                                                 "'0-255': the reference code)"),
+    "contrast": (tuple(CONTRASTS), f"must be one of {list(CONTRASTS)}"),
+    "ground_truth": (("mean", "senior", "junior"), "must be 'mean', 'senior' or 'junior'"),
+    "backbone": (tuple(BACKBONES), f"must be one of {', '.join(BACKBONES)}"),
+    "loss": (tuple(LOSSES), f"must be one of {list(LOSSES)}"),
+    "targets": (tuple(TARGETS), f"must be one of {list(TARGETS)} ('landmarks': the paper)"),
+    "optimizer": (("adam", "adamw", "sgd"), "must be 'adam', 'adamw' or 'sgd'"),
+    "missing": (("raise", "skip"), "must be 'raise' or 'skip'"),
+    "partial": (("warn", "raise"), "must be 'warn' or 'raise'"),
+    "outside": (("raise", "keep"), "must be 'raise' or 'keep'"),
+    "precision": (tuple(PRECISIONS), f"must be one of {list(PRECISIONS)}"),
+    "eval_precision": (tuple(PRECISIONS[1:]), f"must be one of {list(PRECISIONS[1:])}"),
+    "backend": (("auto", "torch", "onnxruntime", "openvino"), "must be 'auto', 'torch', 'onnxruntime' or 'openvino'"),
+    "backend_precision": (("fp32", "bf16"), "must be 'fp32' or 'bf16'"),
+    "channels_last": ((True, False, "auto"), "must be true, false or 'auto'"),
+    "augment_level": (("mild", "standard", "strong"), "must be 'mild', 'standard' or 'strong'"),
+    "schedule": (("step", "cosine"), "must be 'step' or 'cosine'"),
+}
+
+
 @dataclass
 class TrainConfig:
     # data
@@ -142,22 +165,33 @@ class TrainConfig:
                 raise ConfigError(f"config field {f.name!r} = {value!r}: must be {_describe_type(hints[f.name])}")
 
     def validate(self) -> None:
-        def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
+        """Every field checked; the first bad one is a ConfigError naming it, its value and what it may be."""
+        self._check_finite()
+        self._check_dataset()
+        self._check_choices()
+        self._check_decoder_and_targets()
+        self._check_numbers()
 
+    def _bad(self, name: str, why: str) -> ConfigError:
+        return ConfigError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
+
+    def _check_finite(self) -> None:
         for f in fields(self):  # Infinity / NaN slip through comparisons and are not JSON
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise bad(f.name, "must be a finite number")
+                raise self._bad(f.name, "must be a finite number")
+
+    def _check_dataset(self) -> None:
+        """The dataset, its root, its splits and its options (types, then the spec's own check)."""
+        bad = self._bad
         if self.dataset not in DATASETS:
             raise bad("dataset", f"must be one of {list(DATASETS)} ('csv': your own images and landmarks.csv)")
-        if DATASETS[self.dataset].needs_root and not self.root:
-            raise bad("root", f"dataset {self.dataset!r} needs the path of its folder")
         spec = DATASETS[self.dataset]
-        known_splits = spec.splits
-        if self.test_splits is not None and known_splits is not None and any(sp not in known_splits
-                                                                              for sp in self.test_splits):
-            raise bad("test_splits", f"must be a list of {self.dataset} splits {list(known_splits)} (or null: the defaults)")
+        if spec.needs_root and not self.root:
+            raise bad("root", f"dataset {self.dataset!r} needs the path of its folder")
+        if self.test_splits is not None and spec.splits is not None and any(sp not in spec.splits
+                                                                            for sp in self.test_splits):
+            raise bad("test_splits", f"must be a list of {self.dataset} splits {list(spec.splits)} (or null: the defaults)")
         if not isinstance(self.dataset_options, dict):
             raise bad("dataset_options", "must be a JSON object of the dataset's options")
         unknown = set(self.dataset_options) - set(spec.options)
@@ -173,31 +207,31 @@ class TrainConfig:
         problem = spec.check_options(self.dataset_options) if spec.check_options is not None else None
         if problem:
             raise bad("dataset_options", problem)
-        if self.intensity_range not in INTENSITY_RANGES:
-            raise bad("intensity_range", f"must be one of {list(INTENSITY_RANGES)} ('0-1': the paper; '0-255': the reference code)")
-        if self.contrast not in CONTRASTS:
-            raise bad("contrast", f"must be one of {list(CONTRASTS)}")
-        if self.ground_truth not in ("mean", "senior", "junior"):
-            raise bad("ground_truth", "must be 'mean', 'senior' or 'junior'")
-        if self.backbone not in BACKBONES:
-            raise bad("backbone", f"must be one of {', '.join(BACKBONES)}")
-        if self.loss not in LOSSES:
-            raise bad("loss", f"must be one of {list(LOSSES)}")
+
+    def _check_choices(self) -> None:
+        """The fields that take one of a few values (:data:`CHOICES`)."""
+        for name, (allowed, why) in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise self._bad(name, why)
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise self._bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
+
+    def _check_decoder_and_targets(self) -> None:
         try:
             check_decoder(self.decoder)
         except ValueError as err:
-            raise bad("decoder", str(err)) from None
-        if self.targets not in TARGETS:
-            raise bad("targets", f"must be one of {list(TARGETS)} ('landmarks': the paper)")
+            raise self._bad("decoder", str(err)) from None
         if (self.targets == "spine_corners") != (decoder_name(self.decoder) == "spine_corners"):
-            raise bad("targets" if self.targets == "spine_corners" else "decoder",
-                      "targets 'spine_corners' (one heatmap per corner type of a spine) are decoded by decoder "
-                      "'spine_corners', and that decoder decodes nothing else: set both or neither")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise bad("optimizer", "must be 'adam', 'adamw' or 'sgd'")
+            raise self._bad("targets" if self.targets == "spine_corners" else "decoder",
+                            "targets 'spine_corners' (one heatmap per corner type of a spine) are decoded by decoder "
+                            "'spine_corners', and that decoder decodes nothing else: set both or neither")
+
+    def _check_numbers(self) -> None:
+        """Sizes, counts, rates and the schedule's epochs."""
+        bad = self._bad
         if self.input_size is None or len(self.input_size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.input_size):
             raise bad("input_size", "must be (H, W), both positive multiples of 32")
-        for name in ("epochs", "batch_size", "eval_every"):
+        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "finite_check_every"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
         for name in ("sigma", "lr"):
@@ -207,33 +241,8 @@ class TrainConfig:
             raise bad("sigma_coarse", "must be > 0 or None")
         if self.val_count < 1:
             raise bad("val_count", "must be >= 1 (models are selected on validation images only)")
-        if self.missing not in ("raise", "skip"):
-            raise bad("missing", "must be 'raise' or 'skip'")
-        if self.partial not in ("warn", "raise"):
-            raise bad("partial", "must be 'warn' or 'raise'")
-        if self.outside not in ("raise", "keep"):
-            raise bad("outside", "must be 'raise' or 'keep'")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
         if self.num_workers < 0:
             raise bad("num_workers", "must be >= 0")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"must be one of {list(PRECISIONS)}")
-        for name in ("eval_batch_size", "finite_check_every"):
-            if int(getattr(self, name)) < 1:
-                raise bad(name, "must be >= 1")
-        if self.eval_precision not in PRECISIONS[1:]:
-            raise bad("eval_precision", f"must be one of {list(PRECISIONS[1:])}")
-        if self.backend not in ("auto", "torch", "onnxruntime", "openvino"):
-            raise bad("backend", "must be 'auto', 'torch', 'onnxruntime' or 'openvino'")
-        if self.backend_precision not in ("fp32", "bf16"):
-            raise bad("backend_precision", "must be 'fp32' or 'bf16'")
-        if self.channels_last not in (True, False, "auto"):
-            raise bad("channels_last", "must be true, false or 'auto'")
-        if self.augment_level not in ("mild", "standard", "strong"):
-            raise bad("augment_level", "must be 'mild', 'standard' or 'strong'")
-        if self.schedule not in ("step", "cosine"):
-            raise bad("schedule", "must be 'step' or 'cosine'")
         if not 0 <= float(self.warmup_epochs) < int(self.epochs):
             raise bad("warmup_epochs", "must be >= 0 and below epochs")
         if not 0 <= int(self.progressive_epochs) < int(self.epochs):

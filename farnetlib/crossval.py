@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .data.registry import config_option
+from .data.registry import config_option, get_dataset
 from .data.spacing import spacing_from_reference
 from .metrics import HAND_RADII_MM, per_landmark_table, radial_errors, summarize
 from .uncertainty import interval_columns
@@ -27,10 +27,12 @@ FOLD_PAIRS: tuple[tuple[int, int], ...] = ((1, 5), (0, 4))
 
 def _fold_of(run: dict) -> int:
     cfg = run["config"]
-    if cfg.get("dataset") != "hand_xray":
-        raise ValueError(f"run {run['name']}: cross-validation tables are for hand_xray fold runs, "
-                         f"got dataset {cfg.get('dataset')!r}")
-    return int(config_option(cfg, "fold"))
+    options = get_dataset(cfg.get("dataset", "")).options
+    fold = config_option(cfg, "fold") if "fold" in options else None
+    if fold is None:
+        raise ValueError(f"run {run['name']}: cross-validation tables are for fold runs (a dataset with a fold option, "
+                         f"as hand_xray or a CSV with a fold column), got dataset {cfg.get('dataset')!r} without a fold")
+    return int(fold)
 
 
 def fold_points(runs: Sequence[dict], split: str = "test") -> dict[int, dict]:

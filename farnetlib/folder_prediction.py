@@ -36,6 +36,7 @@ from .spine import cobb_angles_with_ends
 from .progress import tqdm
 from .uncertainty import run_radii
 from .config import ConfigError
+from .heatmaps import check_decoder
 from .checkpoint import selected_checkpoint
 from .data.io import write_atomic
 
@@ -66,6 +67,11 @@ def predict_folder(run_or_checkpoint: str | Path, images: str | Path, out_dir: s
     ``table.attrs["skipped"]`` (file, reason). An existing ``predictions.csv`` is not overwritten
     unless ``force``. ``coverage``: the level of the error radii (None: no radii)."""
     path = Path(run_or_checkpoint)
+    if decoder:
+        try:
+            check_decoder(decoder)
+        except ValueError as err:
+            raise ConfigError(f"--decoder: {err}") from None
     if coverage is not None and not 0 < coverage < 1:
         raise ConfigError(f"coverage = {coverage}: the level of the error radii must lie in (0, 1), e.g. 0.9")
     selected_checkpoint(path)  # the run first: it is the first argument

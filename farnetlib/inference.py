@@ -353,10 +353,10 @@ def make_backend(backend: str, model: torch.nn.Module | None = None, export_path
 
 
 def resolve_backend(backend: str, device: str = "auto") -> str:
-    """``"auto"``: the fastest backend that matches eager PyTorch fp32 within 0.01 px in
-    ``benchmarks/inference_backends.py`` (OpenVINO with f32 pinned, 3.4x the eager network speed
-    and 2.0x the end-to-end Test1 evaluation on a trained ISBI model), where it is installed; else
-    ONNX Runtime; else torch. On a CUDA device: torch. Any other name is returned unchanged."""
+    """``"auto"``: OpenVINO with f32 pinned where it is installed (it matches eager PyTorch fp32 within
+    0.01 px and was the fastest exact backend on the CPUs measured: ``benchmarks/inference_backends.py``,
+    ``results/benchmarks/inference_backends_*.json``, speeds with their CPU flags); else ONNX Runtime;
+    else torch. On a CUDA device: torch. Any other name is returned unchanged."""
     if backend != "auto":
         return backend
     if resolve_device(device).type == "cuda":

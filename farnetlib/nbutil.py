@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .data.registry import default_data_root
 
-__all__ = ["chdir_repo_root", "default_data_root", "compact_figures", "interactive_figure"]
+__all__ = ["chdir_repo_root", "default_data_root", "compact_figures", "interactive_figure", "show"]
 
 
 def chdir_repo_root() -> Path:
@@ -62,3 +62,22 @@ def interactive_figure(figure, **controls):
 
     ipywidgets.interact(draw, **controls)
     return None
+
+
+def show(section) -> None:
+    """Display a :class:`farnetlib.run_report.Section` in a notebook: Markdown text, notes as plain
+    lines, tables, and figures (each shown once, then closed)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from IPython.display import Markdown, display
+
+    for item in section.items:
+        if isinstance(item, tuple) and item[0] == "note":
+            print(item[1])
+        elif isinstance(item, str):
+            display(Markdown(item))
+        elif isinstance(item, (pd.DataFrame, pd.Series)):
+            display(item)
+        else:
+            display(item)
+            plt.close(item)

@@ -304,6 +304,15 @@ def model_vs_observers(table: pd.DataFrame, title: str = ""):
     return fig
 
 
+def inter_observer(table: pd.DataFrame, title: str = ""):
+    """Per-landmark distance between the two doctors, mean with its SD (``reporting.inter_observer``)."""
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.bar(table["landmark"], table["observers_mean_mm"], yerr=table["observers_sd_mm"], color="C1")
+    ax.set(xlabel="landmark", ylabel="senior vs junior (mm)", xticks=table["landmark"], title=title)
+    fig.tight_layout()
+    return fig
+
+
 def _angle_panels(pred: pd.DataFrame, truth: pd.DataFrame, height: float):
     """A figure with one panel per angle column; yields (axis, name, truth values, predicted values)."""
     names = list(truth.columns)

@@ -185,10 +185,11 @@ def _dataset_and_fold(run: dict) -> tuple:
 
 
 def inter_observer(source) -> pd.DataFrame:
-    """Per-landmark distance (mm) between the two doctors of an ISBI 2015 split (senior vs junior)."""
+    """Per-landmark distance (mm) between the two doctors of an ISBI 2015 split (senior vs junior):
+    mean, SD and maximum over the split's images."""
     d = radial_errors(source.doctor_landmarks["senior"], source.doctor_landmarks["junior"], source.pixel_spacing_mm)
     return pd.DataFrame({"landmark": np.arange(1, d.shape[1] + 1), "name": list(source.landmark_names),
-                         "observers_mean_mm": d.mean(0), "observers_sd_mm": d.std(0)})
+                         "observers_mean_mm": d.mean(0), "observers_sd_mm": d.std(0), "observers_max_mm": d.max(0)})
 
 
 def model_vs_observers(run: dict, split: str, source) -> pd.DataFrame:

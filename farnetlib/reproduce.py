@@ -1,5 +1,6 @@
 """Batch entry points that execute the notebooks with papermill, writing executed copies next to
-their results.
+their results. Paths are relative to the repository root: each entry point runs there
+(:func:`at_repo_root`) and gives the caller's working directory back.
 
     python -m farnetlib.reproduce quickstart                      # make quickstart
     python -m farnetlib.reproduce dataset --dataset isbi2015 --root ../shared/data/isbi2015
@@ -47,6 +48,8 @@ then executes the teaching notebook ``07_cephalometric_analysis`` into ``results
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import sys
 import time
@@ -57,18 +60,39 @@ import pandas as pd
 import papermill as pm
 
 from .data.registry import get_dataset
-from .nbutil import chdir_repo_root
 
 __all__ = ["run_notebook", "quickstart", "reproduce_dataset", "reproduce_study", "pilot_report",
            "uncertainty_report", "tta_report", "clinical_report", "spine_decoder_report"]
 
 
+
+def repo_root() -> Path:
+    """The repository root: the folder above the working directory with farnetlib's pyproject.toml."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "farnetlib").is_dir():
+            return folder
+    raise FileNotFoundError(f"no farnet repository root at or above {here}: run from inside the repository")
+
+
+def at_repo_root(func):
+    """Run ``func`` with the repository root as working directory, and give the caller's back after
+    (the configs, notebooks and committed runs it reads are named relative to the root)."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with contextlib.chdir(repo_root()):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@at_repo_root
 def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters) -> Path:
     """Execute ``notebooks/<name>.ipynb`` into the folder ``dest`` with papermill; returns the
     executed copy. ``parameters`` are the notebook's (which may include its own ``out_dir``).
     ``stream``: print what the notebook prints (e.g. one line per training epoch with the loss and
     the validation MRE) to this terminal while it runs, not only into the executed copy."""
-    root = chdir_repo_root()
+    root = Path.cwd()  # the repository root (at_repo_root)
     out = Path(dest) / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -80,6 +104,7 @@ def run_notebook(name: str, dest: str | Path, stream: bool = True, **parameters)
     return out
 
 
+@at_repo_root
 def quickstart(out_dir: str = "runs/quickstart", **parameters) -> Path:
     path = run_notebook("00_quickstart", out_dir, out_dir=out_dir, **parameters)
     summary = json.loads((Path(out_dir) / "quickstart_summary.json").read_text())
@@ -87,9 +112,9 @@ def quickstart(out_dir: str = "runs/quickstart", **parameters) -> Path:
     return path
 
 
+@at_repo_root
 def reproduce_dataset(dataset: str, root: str | None, protocol: str = "cpu", out_dir: str | None = None) -> None:
     config = Path(f"configs/{dataset}_{protocol}.json")
-    chdir_repo_root()
     if not config.is_file():
         raise FileNotFoundError(f"no configuration {config}; available: {sorted(p.name for p in Path('configs').glob('*.json'))}")
     values = json.loads(config.read_text())
@@ -101,13 +126,13 @@ def reproduce_dataset(dataset: str, root: str | None, protocol: str = "cpu", out
     run_notebook("04_tables_and_figures", out_dir, runs=[str(Path(out_dir) / run_name)], out_dir=out_dir)
 
 
+@at_repo_root
 def reproduce_study(study: str, out_dir: str | None = None, train: bool = True) -> Path:
     """Notebook 03 on a study file; the executed copy, tables and figures go to ``out_dir`` (default:
     the study's ``results_dir``, where it trains). Without training (``--tables-only``) it reads the
     committed arms (:func:`farnetlib.engine.runs.reference_folder`) and writes beside them."""
     from .engine.runs import reference_folder
 
-    chdir_repo_root()
     results_dir = json.loads(Path(study).read_text())["base"]["results_dir"]
     if train:
         out_dir = out_dir or results_dir
@@ -118,6 +143,7 @@ def reproduce_study(study: str, out_dir: str | None = None, train: bool = True) 
                         overrides={"results_dir": reference})
 
 
+@at_repo_root
 def pilot_report(study_file: str) -> list[Path]:
     """The pilot table (CSV/MD/TeX) and learning-curve figure of a recipe-pilot study, from its run
     folders, written beside them (``<results_dir>/pilot_table.*``, ``learning_curves.png``)."""
@@ -127,7 +153,6 @@ def pilot_report(study_file: str) -> list[Path]:
     from .plots import save
     from .reporting import write_table
 
-    chdir_repo_root()
     study, raw = load_study(study_file), json.loads(Path(study_file).read_text())
     out = reference_folder(study.base.results_dir)  # the committed pilot runs, and their tables beside them
     study = with_overrides(study, {"results_dir": str(out)})
@@ -140,7 +165,12 @@ def pilot_report(study_file: str) -> list[Path]:
     return paths
 
 
-PROTOCOL_DATASETS = ("isbi2015", "aasce", "hand_xray")
+def protocol_datasets(protocol: str = "cpu") -> list[str]:
+    """The registered datasets that ship a protocol config ``configs/<dataset>_<protocol>.json``."""
+    from .data.registry import DATASETS
+
+    root = repo_root()
+    return [name for name in DATASETS if (root / "configs" / f"{name}_{protocol}.json").is_file()]
 
 
 def protocol_runs(protocol: str = "cpu") -> dict[str, list[str]]:
@@ -152,7 +182,7 @@ def protocol_runs(protocol: str = "cpu") -> dict[str, list[str]]:
     from .engine.runs import reference_folder
 
     out = {}
-    for dataset in PROTOCOL_DATASETS:
+    for dataset in protocol_datasets(protocol):
         path = Path(f"configs/{dataset}_{protocol}.json")
         if path.is_file():
             cfg = TrainConfig.load(path)
@@ -165,6 +195,7 @@ def protocol_runs(protocol: str = "cpu") -> dict[str, list[str]]:
 PROTOCOL_LABELS = {"cpu": "60-minute protocol"}
 
 
+@at_repo_root
 def tables_report(dataset: str, protocol: str = "cpu", out_dir: str | None = None,
                   reference_protocol: str | None = None) -> Path:
     """Notebook 04 on the run folders of ``configs/<dataset>_<protocol>.json`` (every fold of a
@@ -172,7 +203,6 @@ def tables_report(dataset: str, protocol: str = "cpu", out_dir: str | None = Non
     run folders alone (the worst-case overlays also read the images where the data is present).
     ``reference_protocol`` (e.g. ``cpu`` beside ``overnight``): that protocol's reported validation
     MRE is drawn on each learning curve (fold by fold)."""
-    chdir_repo_root()
     runs = protocol_runs(protocol)[dataset]
     out_dir = out_dir or str(Path(runs[0]).parent)
     references = {}
@@ -184,6 +214,7 @@ def tables_report(dataset: str, protocol: str = "cpu", out_dir: str | None = Non
     return run_notebook("04_tables_and_figures", out_dir, runs=runs, out_dir=out_dir, reference_runs=references)
 
 
+@at_repo_root
 def uncertainty_report(out_dir: str = "results/uncertainty", alpha: float = 0.1) -> list[Path]:
     """From the committed run folders alone: bootstrap intervals of every split's metrics, split-
     conformal radii (plain and peak-scaled) with their test coverage, and the ablation arms' paired
@@ -194,7 +225,6 @@ def uncertainty_report(out_dir: str = "results/uncertainty", alpha: float = 0.1)
     from .reporting import paper_layout, summary_table, write_table
     from .uncertainty import run_coverage
 
-    chdir_repo_root()
     out, paths = Path(out_dir), []
     for dataset, folders in protocol_runs().items():
         runs = [load_run(f) for f in folders if Path(f, "metrics.json").is_file()]
@@ -264,6 +294,7 @@ def tta_report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[P
     return paths
 
 
+@at_repo_root
 def clinical_report(split: str = "test1", results: str = "results", out_dir: str = "results/clinical",
                     root: str | None = None, class_ground_truth: str = "senior") -> list[Path]:
     """The clinical tables of every committed run folder under ``results`` whose dataset has a
@@ -274,7 +305,6 @@ def clinical_report(split: str = "test1", results: str = "results", out_dir: str
     from .engine.sources import run_source
     from .reporting import clinical_caption, clinical_scores, clinical_summary, clinical_table, write_table
 
-    chdir_repo_root()
     folders = sorted(p.parent for p in Path(results).rglob("metrics.json"))
     rows, paths, sources = {}, [], {}
     for folder in folders:
@@ -297,9 +327,10 @@ def clinical_report(split: str = "test1", results: str = "results", out_dir: str
         paths += write_table(clinical_summary(by_run, split).round(3), out_dir, f"{dataset}-{split}",
                              caption=f"{dataset}, {split}: every committed run, landmark error beside the mean SCR "
                                      "of the model and of the junior doctor (classes of the senior doctor's landmarks)")
-    if "isbi2015" in sources:
-        paths.append(run_notebook("07_cephalometric_analysis", out_dir, root=str(sources["isbi2015"].root), split=split,
-                                  out_dir=out_dir))
+    for dataset, source in sources.items():  # the teaching notebook on the built-in analysis (ISBI's eight measurements)
+        if get_dataset(dataset).analysis == "isbi2015":
+            paths.append(run_notebook("07_cephalometric_analysis", out_dir, root=str(source.root), split=split,
+                                      out_dir=out_dir))
     return paths
 
 
@@ -451,7 +482,7 @@ def main() -> None:
     q.add_argument("--out-dir", default="runs/quickstart",
                    help="default: the git-ignored runs/quickstart (the committed reference: results/quickstart)")
     d = sub.add_parser("dataset")
-    d.add_argument("--dataset", required=True, choices=("isbi2015", "hand_xray", "aasce"))
+    d.add_argument("--dataset", required=True, choices=protocol_datasets())
     d.add_argument("--root")
     d.add_argument("--protocol", default="cpu")
     d.add_argument("--out-dir")
@@ -465,7 +496,7 @@ def main() -> None:
     t.add_argument("--run", required=True, help="run folder with checkpoints/best.pt")
     t.add_argument("--out-dir", help="default: the tables/ folder beside the run")
     tb = sub.add_parser("tables", help="notebook 04 on a protocol's committed run folders (no training)")
-    tb.add_argument("--dataset", required=True, choices=PROTOCOL_DATASETS)
+    tb.add_argument("--dataset", required=True, choices=protocol_datasets())
     tb.add_argument("--protocol", default="cpu")
     tb.add_argument("--out-dir")
     tb.add_argument("--reference-protocol", help="draw this protocol's validation MRE on the learning curves (e.g. cpu)")

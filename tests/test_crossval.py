@@ -52,8 +52,12 @@ def test_pooled_table_refuses_an_image_tested_twice_a_repeated_fold_and_other_da
         fold_points([fake_run(1, ["a"], 1.0), fake_run(1, ["b"], 1.0)])
     other = fake_run(1, ["a"], 1.0)
     other["config"]["dataset"] = "isbi2015"
-    with pytest.raises(ValueError, match="hand_xray fold runs"):
+    with pytest.raises(ValueError, match="for fold runs .*got dataset 'isbi2015' without a fold"):
         fold_points([other])
+    csv = fake_run(1, ["a"], 1.0)
+    csv["config"].update(dataset="csv", dataset_options={"fold": None})  # a CSV without a fold column
+    with pytest.raises(ValueError, match="got dataset 'csv' without a fold"):
+        fold_points([csv])
     with pytest.raises(ConfigError, match="'synthetic' has no cross-validation folds"):
         train_folds(TrainConfig(dataset="synthetic"))
 

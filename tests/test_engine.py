@@ -102,7 +102,8 @@ def test_predict_and_evaluate_use_original_pixels(tiny_run):
     run_dir = tiny_run
     model, cfg = load_model(run_dir / "checkpoints" / "best.pt", device="cpu")
     image = Synthetic(1, 5, (200, 120), seed=9)[0].image
-    pts = predict(model, image, cfg.input_size, decoder="quadratic")
+    with pytest.warns(DeprecationWarning, match="Predictor"):
+        pts = predict(model, image, cfg.input_size, decoder="quadratic")
     assert pts.shape == (5, 2)
     assert (pts[:, 0] > -1).all() and (pts[:, 0] < 120).all() and (pts[:, 1] < 200).all()
     preds, metrics = evaluate(run_dir, "test", device="cpu")
@@ -222,6 +223,9 @@ def test_evaluate_never_overwrites_an_entry_without_force(tmp_path):
     evaluate(run_dir, "test", device="cpu", write=True, decoder="argmax", force=True)
     preds = load_run(run_dir)["predictions"]
     assert (preds["split"] == "test_argmax").sum() == 4 * 5  # replaced, not appended twice
+    # a decoder with parameters (the CLI's --decoder takes the same JSON) is labelled with them
+    _, m = evaluate(run_dir, "test", device="cpu", write=True, decoder={"name": "dark", "blur_kernel": 5})
+    assert m["label"] == "test_dark-blur_kernel5" and m["decoder"] == "dark-blur_kernel5"
 
 
 def test_a_finished_run_is_not_evaluated_again(tiny_run_copy, tmp_path):

@@ -13,7 +13,9 @@ from PIL import Image
 
 from helpers import tiny
 
-from farnetlib.data.convert import from_builtin, from_coco, write_demo_dataset
+from farnetlib.data.convert import from_coco, write_demo_dataset
+from farnetlib.data.registry import to_generic
+from farnetlib.engine.cli import main as farnet_cli
 from farnetlib.data.generic import CsvLandmarks, inspect_csv
 from farnetlib.data.io import DatasetError
 from farnetlib.engine import TrainConfig, train
@@ -42,7 +44,7 @@ def test_isbi_converted_trains_identically(tmp_path, isbi_root):
     """The ISBI copy in the generic format gives the built-in reader's predictions and metrics exactly."""
     root = isbi_root
     out = tmp_path / "isbi_csv"
-    from_builtin("isbi2015", root, out)
+    to_generic("isbi2015", root, out)
     common = dict(input_size=(64, 64), epochs=1, val_count=20, test_splits=["test1"], sigma=2.0, outside="keep")
     a = train(tiny(tmp_path, dataset="isbi2015", root=str(root), run_name="builtin", **common), progress=False)
     b = train(tiny(tmp_path, dataset="csv", root=str(out), run_name="csv", **common), progress=False)
@@ -55,7 +57,7 @@ def test_hand_converted_fold_trains_identically(tmp_path, hand_root):
     """Hand fold 2 through the generic ``fold`` column = the built-in reader's fold 2, exactly."""
     root = hand_root
     out = tmp_path / "hand_csv"
-    from_builtin("hand_xray", root, out)
+    to_generic("hand_xray", root, out)
     common = dict(input_size=(64, 64), epochs=1, val_count=10, sigma=2.0, missing="skip", outside="keep")
     a = train(tiny(tmp_path, dataset="hand_xray", root=str(root), dataset_options={"fold": 2}, run_name="builtin", **common),
               progress=False)
@@ -202,3 +204,15 @@ def test_verify_lists_every_problem(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "farnetlib.data", "verify", "csv", str(root)],
                          capture_output=True, text=True)
     assert cli.returncode == 1 and "problem(s)" in cli.stdout and "Traceback" not in cli.stderr
+
+
+def test_the_registry_owns_the_converters(tmp_path, capsys):
+    """Each dataset's converter is in its DatasetSpec; one without is refused with those that have one."""
+    from farnetlib.data.registry import DATASETS
+
+    assert {n for n, s in DATASETS.items() if s.convert is not None} == {"isbi2015", "hand_xray", "aasce"}
+    with pytest.raises(DatasetError, match="no converter for dataset 'synthetic'; known: isbi2015, hand_xray, aasce"):
+        to_generic("synthetic", tmp_path, tmp_path / "out")
+    with pytest.raises(SystemExit) as stop:
+        farnet_cli(["convert", "synthetic", str(tmp_path), str(tmp_path / "out")])
+    assert stop.value.code == 2 and "no converter for dataset 'synthetic'" in capsys.readouterr().err

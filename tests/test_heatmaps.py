@@ -147,3 +147,33 @@ def test_the_codec_gives_missing_labels_an_all_zero_target():
         assert torch.equal(targets[[0, 1, 3]], full)  # the present ones exactly as without a mask
         with pytest.raises(ValueError, match="NaN"):
             codec.encode(pts)  # without present, a NaN is an error, not a silent zero
+
+
+def test_a_decoder_takes_its_parameters_by_name_and_refuses_unknown_ones():
+    from farnetlib.config import ConfigError, TrainConfig
+    from farnetlib.heatmaps import DarkDecoder, decoder_label, decoder_parameters
+
+    dark = build_decoder({"name": "dark", "blur_kernel": 7})
+    assert isinstance(dark, DarkDecoder) and dark.blur_kernel == 7
+    assert "blur_kernel" in decoder_parameters("dark") and decoder_parameters("argmax") == ()
+    assert decoder_label({"name": "dark", "blur_kernel": 7}) == "dark-blur_kernel7" and decoder_label("dark") == "dark"
+    with pytest.raises(ValueError, match="no parameter kernel; its parameters: blur_kernel"):
+        build_decoder({"name": "dark", "kernel": 7})
+    with pytest.raises(ValueError, match="unknown decoder 'darkk'"):
+        build_decoder({"name": "darkk"})
+    # a config names the field, and the decoder's own check of a value reaches the user
+    assert TrainConfig(decoder={"name": "dark", "blur_kernel": 5}).decoder == {"name": "dark", "blur_kernel": 5}
+    with pytest.raises(ConfigError, match="decoder.*blur_kernel must be 0 or odd, got 4"):
+        TrainConfig(decoder={"name": "dark", "blur_kernel": 4})
+    with pytest.raises(ConfigError, match="decoder.*no parameter window"):
+        TrainConfig(decoder={"name": "quadratic", "window": 3})
+
+
+def test_a_decoders_parameters_change_what_it_decodes():
+    """blur_kernel 0 (no smoothing) and 11 decode a noisy peak differently: the parameter reaches the decoder."""
+    rng = np.random.default_rng(3)
+    heat = GaussianHeatmapEncoder(2.0).encode(torch.tensor([[20.3, 17.6]]), (40, 40))[None]
+    heat = heat + 0.05 * torch.from_numpy(rng.standard_normal(heat.shape)).float()
+    sharp, _ = build_decoder({"name": "dark", "blur_kernel": 0}).decode(heat)
+    smooth, _ = build_decoder({"name": "dark", "blur_kernel": 11}).decode(heat)
+    assert not torch.allclose(sharp, smooth)

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("farnetlib.engine",)),
     ("reports", ("farnetlib.tta", "farnetlib.reporting", "farnetlib.plots", "farnetlib.crossval",
                  "farnetlib.ablation", "farnetlib.pilots", "farnetlib.nbutil",
-                 "farnetlib.folder_prediction")),
+                 "farnetlib.folder_prediction", "farnetlib.run_report")),
     ("entry points", ("farnetlib.reproduce", "farnetlib.engine.cli", "farnetlib.data.__main__", "farnetlib",
                       "farnetlib.engine.config", "farnetlib.engine.precision", "farnetlib.engine.folder")),  # the last: moved names
 ]

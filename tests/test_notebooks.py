@@ -69,10 +69,10 @@ def test_data_exploration_notebook_synthetic(tmp_path):
 def test_data_exploration_notebook_isbi(isbi_root, tmp_path):
     run_nb("01_data_exploration", tmp_path, dataset="isbi2015", root=str(isbi_root), n_images=3, out_dir=str(tmp_path / "ex"))
     inter = pd.read_csv(tmp_path / "ex" / "isbi2015" / "inter_observer.csv")
-    assert len(inter) == 19 and (inter["mean_mm"] > 0).all()
+    assert len(inter) == 19 and (inter["observers_mean_mm"] > 0).all()
     # the README of the data says senior and junior differ by 2.15 mm on average (whole set);
     # the training split alone must be of that order
-    assert 1.0 < inter["mean_mm"].mean() < 4.0
+    assert 1.0 < inter["observers_mean_mm"].mean() < 4.0
 
 
 def test_ablation_study_then_tables_notebooks(tmp_path):

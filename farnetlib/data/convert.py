@@ -26,7 +26,8 @@ from .hand import HandXray
 from .io import DatasetError, read_json
 from .isbi import ISBI2015, ISBI_DUPLICATES, ISBI_SPLITS
 
-__all__ = ["write_generic", "from_coco", "from_builtin", "write_demo_dataset"]
+__all__ = ["write_generic", "from_coco", "isbi2015_to_generic", "hand_xray_to_generic", "aasce_to_generic",
+           "write_demo_dataset"]
 
 
 def write_generic(out_root: str | Path, rows: Sequence[dict], num_landmarks: int, info: dict) -> Path:
@@ -131,43 +132,46 @@ def _consistent_order(lists: Sequence[Sequence[str]]) -> list[str]:
     return list(graph.static_order())
 
 
-def from_builtin(name: str, root: str | Path, out_root: str | Path, ground_truth: str = "mean") -> Path:
-    """One of our datasets in the generic format: ISBI 2015 (every split present, spacing 0.1 mm,
-    ``ground_truth`` mean/senior/junior), the hand set (a ``fold`` column from Payer's lists, the
-    wrist pair (1, 5) at 50 mm), AASCE (training/test, spacing unknown)."""
-    if name == "isbi2015":
-        rows, splits = [], []
-        for split in ISBI_SPLITS:
-            try:
-                rows += _rows(ISBI2015(root, split, annotation=ground_truth, outside="keep"), split)
-                splits.append(split)
-            except DatasetError:
-                continue  # Test2 is not in every copy
-        info = {"name": "isbi2015", "landmark_names": list(ISBI2015.landmark_names), "spacing": 0.1,
-                "test_splits": [s for s in splits if s != "train"], "ground_truth": f"ISBI 2015, {ground_truth}",
-                "radii": [2.0, 2.5, 3.0, 4.0], "known_duplicates": [list(d) for d in ISBI_DUPLICATES],
-                "analysis": "isbi2015"}
-        return write_generic(out_root, rows, ISBI2015.num_landmarks, info)
-    if name == "hand_xray":
-        tests = {fold: HandXray(root, fold, "test", missing="skip", outside="keep") for fold in (1, 2, 3)}
-        trains = {fold: HandXray(root, fold, "train", missing="skip", outside="keep") for fold in (1, 2, 3)}
-        fold_of = {i: fold for fold, s in tests.items() for i in s.ids}
-        order = _consistent_order([s.ids for s in trains.values()] + [s.ids for s in tests.values()])
-        where = {i: (s, j) for s in [*tests.values(), *trains.values()] for j, i in enumerate(s.ids)}
-        rows = [{"image": where[i][0].image_paths[where[i][1]], "id": i, "fold": fold_of.get(i),
-                 "points": where[i][0].landmarks[where[i][1]]} for i in order]
-        info = {"name": "hand_xray", "normalise": {"pair": [1, 5], "mm": 50.0}, "radii": [2.0, 4.0, 10.0],
-                "ground_truth": "Payer annotations"}
-        return write_generic(out_root, rows, HandXray.num_landmarks, info)
-    if name == "aasce":
-        rows = []
-        for split in ("training", "test"):
-            rows += _rows(AASCESpine(root, split, missing="skip", outside="keep"), "train" if split == "training"
-                          else split, spacing=False)
-        info = {"name": "aasce", "landmark_names": list(AASCESpine.landmark_names), "test_splits": ["test"],
-                "radii": [5.0, 10.0, 20.0], "ground_truth": "BoostNet p2 corners"}
-        return write_generic(out_root, rows, AASCESpine.num_landmarks, info)
-    raise DatasetError(f"no converter for dataset {name!r}; known: isbi2015, hand_xray, aasce (and coco)")
+def isbi2015_to_generic(root: str | Path, out_root: str | Path, ground_truth: str = "mean") -> Path:
+    """ISBI 2015 in the generic format: every split present (Test2 is not in every copy), spacing
+    0.1 mm, ``ground_truth`` mean/senior/junior, the challenge's analysis named in ``dataset.json``."""
+    rows, splits = [], []
+    for split in ISBI_SPLITS:
+        try:
+            rows += _rows(ISBI2015(root, split, annotation=ground_truth, outside="keep"), split)
+            splits.append(split)
+        except DatasetError:
+            continue  # Test2 is not in every copy
+    info = {"name": "isbi2015", "landmark_names": list(ISBI2015.landmark_names), "spacing": 0.1,
+            "test_splits": [s for s in splits if s != "train"], "ground_truth": f"ISBI 2015, {ground_truth}",
+            "radii": [2.0, 2.5, 3.0, 4.0], "known_duplicates": [list(d) for d in ISBI_DUPLICATES],
+            "analysis": "isbi2015"}
+    return write_generic(out_root, rows, ISBI2015.num_landmarks, info)
+
+
+def hand_xray_to_generic(root: str | Path, out_root: str | Path) -> Path:
+    """The hand set in the generic format: a ``fold`` column from Payer's lists, the wrist pair (1, 5) at 50 mm."""
+    tests = {fold: HandXray(root, fold, "test", missing="skip", outside="keep") for fold in (1, 2, 3)}
+    trains = {fold: HandXray(root, fold, "train", missing="skip", outside="keep") for fold in (1, 2, 3)}
+    fold_of = {i: fold for fold, s in tests.items() for i in s.ids}
+    order = _consistent_order([s.ids for s in trains.values()] + [s.ids for s in tests.values()])
+    where = {i: (s, j) for s in [*tests.values(), *trains.values()] for j, i in enumerate(s.ids)}
+    rows = [{"image": where[i][0].image_paths[where[i][1]], "id": i, "fold": fold_of.get(i),
+             "points": where[i][0].landmarks[where[i][1]]} for i in order]
+    info = {"name": "hand_xray", "normalise": {"pair": [1, 5], "mm": 50.0}, "radii": [2.0, 4.0, 10.0],
+            "ground_truth": "Payer annotations"}
+    return write_generic(out_root, rows, HandXray.num_landmarks, info)
+
+
+def aasce_to_generic(root: str | Path, out_root: str | Path) -> Path:
+    """AASCE in the generic format: training/test, spacing unknown."""
+    rows = []
+    for split in ("training", "test"):
+        rows += _rows(AASCESpine(root, split, missing="skip", outside="keep"), "train" if split == "training"
+                      else split, spacing=False)
+    info = {"name": "aasce", "landmark_names": list(AASCESpine.landmark_names), "test_splits": ["test"],
+            "radii": [5.0, 10.0, 20.0], "ground_truth": "BoostNet p2 corners"}
+    return write_generic(out_root, rows, AASCESpine.num_landmarks, info)
 
 
 def write_demo_dataset(root: str | Path, n: int = 24, num_landmarks: int = 5, image_size: tuple[int, int] = (96, 80),

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from .aasce import AASCESpine
 from .base import LandmarkSource
+from .convert import aasce_to_generic, hand_xray_to_generic, isbi2015_to_generic
 from .generic import CsvLandmarks, read_dataset_info
 from .hand import HandXray
 from .io import DatasetError
@@ -22,7 +23,7 @@ from .isbi import ISBI2015, ISBI_LANDMARKS
 from .synthetic import Synthetic
 
 __all__ = ["DatasetSpec", "DATASETS", "get_dataset", "open_dataset", "register_dataset", "config_option",
-           "default_data_root", "LEGACY_OPTION_FIELDS"]
+           "default_data_root", "LEGACY_OPTION_FIELDS", "to_generic"]
 
 # config fields of farnet <= 0.2 that are dataset options now: flat name -> (dataset, option)
 LEGACY_OPTION_FIELDS: dict[str, tuple[str, str]] = {
@@ -66,6 +67,8 @@ class DatasetSpec:
     analysis_of: Callable[[Any], str | None] | None = None  # the analysis read from the data (a CSV's dataset.json)
     check_options: Callable[[dict], str | None] | None = None  # what is wrong with its options' values, or None
     spacing_of: Callable[[Any], float | None] | None = None  # a fixed spacing read from the data
+    convert: Callable[..., Path] | None = None  # (root, out_root, **options) -> the generic copy's landmarks.csv
+    raters: tuple[str, ...] = ()  # the annotators whose landmarks the data holds apart (ISBI: senior, junior)
 
     def analysis_for(self, cfg) -> str | None:
         """The cephalometric analysis (a built-in name or a JSON path) of ``cfg``'s data, or None."""
@@ -204,7 +207,7 @@ register_dataset(DatasetSpec(
     radii=lambda cfg: [2.0, 2.5, 3.0, 4.0],
     describe=lambda cfg: {"ground_truth": cfg.ground_truth, "spacing": "0.1 mm/px", "unit": "mm"},
     landmark_names=ISBI_LANDMARKS, spacing_mm=ISBI2015.pixel_spacing_mm, paper_mre=("test1", 1.12),
-    analysis="isbi2015"))
+    analysis="isbi2015", convert=isbi2015_to_generic, raters=("senior", "junior")))
 register_dataset(DatasetSpec(
     "hand_xray", lambda cfg, split: HandXray(cfg.root, fold=cfg.dataset_options["fold"], split=split,
                                              missing=cfg.missing, outside=cfg.outside,
@@ -215,14 +218,15 @@ register_dataset(DatasetSpec(
                           "spacing": f"landmarks {list(cfg.dataset_options['scale_pair'])} (0-based) set to 50 mm"},
     folds=lambda cfg: [1, 2, 3], with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
     options={"fold": ((int,), 1), "scale_pair": ((list, tuple), [1, 5])},  # Payer: landmarks 1 and 5 are 50 mm apart
-    check_options=_hand_options, pooled_by_pairs=True, paper_mre=("test, 895 images", 0.62)))
+    check_options=_hand_options, pooled_by_pairs=True, paper_mre=("test, 895 images", 0.62), convert=hand_xray_to_generic))
 register_dataset(DatasetSpec(
     # spine radiographs are about 1:2.5 (W:H): a tall input keeps the per-axis scale of the vertebrae
     "aasce", lambda cfg, split: AASCESpine(cfg.root, split, missing=cfg.missing, outside=cfg.outside),
     "training", lambda cfg: ["test"], ("training", "test"), (1024, 416),
     radii=lambda cfg: [5.0, 10.0, 20.0],
     describe=lambda cfg: {"ground_truth": "BoostNet p2 corners", "spacing": "unknown", "unit": "px"},
-    landmark_names=AASCESpine.landmark_names, extra_metrics="spine", flip_permutation=AASCESpine.flip_permutation))
+    landmark_names=AASCESpine.landmark_names, extra_metrics="spine", flip_permutation=AASCESpine.flip_permutation,
+    convert=aasce_to_generic))
 register_dataset(DatasetSpec(
     "csv", _csv, "train", _csv_test_splits, None, (512, 512), radii=_csv_radii, describe=_csv_describe,
     folds=_csv_folds, with_fold=lambda cfg, k: {"dataset_options": {**cfg.dataset_options, "fold": k}},
@@ -247,6 +251,17 @@ def default_data_root(dataset: str) -> str | None:
     base = Path(os.environ.get("FARNET_DATA", Path.cwd().parent / "shared" / "data"))
     path = base / dataset
     return str(path) if path.is_dir() else None
+
+
+def to_generic(name: str, root: str | Path, out_root: str | Path, **options) -> Path:
+    """Dataset ``name`` (its copy at ``root``) in the generic format (``landmarks.csv`` +
+    ``dataset.json`` under ``out_root``), by its spec's converter; ``options`` are the converter's
+    (ISBI: ``ground_truth``). A dataset without one is a DatasetError naming those that have one."""
+    spec = DATASETS.get(name)
+    if spec is None or spec.convert is None:
+        known = ", ".join(n for n, s in DATASETS.items() if s.convert is not None)
+        raise DatasetError(f"no converter for dataset {name!r}; known: {known} (and coco)")
+    return spec.convert(root, out_root, **options)
 
 
 def get_dataset(name: str) -> DatasetSpec:

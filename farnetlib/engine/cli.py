@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="with --write: replace an existing entry of that label")
     e.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"),
                    help="what computes the heatmaps (decoding is the same fp32 code); auto: OpenVINO f32 where "
-                        "installed (within 0.01 px of eager PyTorch, about 2x faster end to end), else ONNX Runtime, "
+                        "installed (within 0.01 px of eager PyTorch; speeds: results/benchmarks/inference_backends_*), else ONNX Runtime, "
                         "else torch; recorded in the result")
     e.add_argument("--backend-precision", default="fp32", choices=("fp32", "bf16"),
                    help="openvino only: fp32 (pinned, the default) or bf16 (faster on CPUs with bf16; measured cost)")
@@ -269,12 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", help="output folder (default: <run>/export)")
     v = sub.add_parser("convert", help="into the generic format (landmarks.csv + dataset.json): COCO keypoints, "
                                        "or a built-in dataset")
-    v.add_argument("source", choices=("coco", "isbi2015", "hand_xray", "aasce"), help="what to convert")
+    v.add_argument("source", help="coco, or a registered dataset with a converter (isbi2015, hand_xray, aasce)")
     v.add_argument("paths", nargs="+", metavar="PATH",
                    help="coco: ANNOTATIONS.json IMAGES_DIR OUT_ROOT; a built-in dataset: ROOT OUT_ROOT")
     v.add_argument("--occluded", default="keep", choices=("keep", "missing"),
                    help="coco: keypoints with visibility 1 (labelled, not visible); visibility 0 is always missing")
-    v.add_argument("--ground-truth", default="mean", choices=("mean", "senior", "junior"), help="isbi2015 only")
+    v.add_argument("--ground-truth", choices=("mean", "senior", "junior"), help="isbi2015 only (default: mean)")
     return ap
 
 
@@ -386,7 +386,8 @@ def _compare(args) -> None:
 
 def _convert(args) -> None:
     from ..config import ConfigError
-    from ..data.convert import from_builtin, from_coco
+    from ..data.convert import from_coco
+    from ..data.registry import to_generic
 
     want = 3 if args.source == "coco" else 2
     if len(args.paths) != want:
@@ -395,7 +396,8 @@ def _convert(args) -> None:
     if args.source == "coco":
         out = from_coco(*args.paths, occluded=args.occluded)
     else:
-        out = from_builtin(args.source, *args.paths, ground_truth=args.ground_truth)
+        options = {"ground_truth": args.ground_truth} if args.ground_truth else {}
+        out = to_generic(args.source, *args.paths, **options)
     print(f"wrote {out} and {out.parent / 'dataset.json'}; check it with: python -m farnetlib.data verify csv "
           f"{out.parent}")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import nullcontext
 from typing import Callable
 from dataclasses import replace
@@ -40,7 +41,10 @@ def predict(model: FARNet, image: np.ndarray, input_size: tuple[int, int], decod
     """Landmarks ``(K, 2)`` in the original pixels of one (H, W) uint8 grayscale image (and, with
     ``return_peak``, the ``(K,)`` heatmap peak values). The input follows the model's memory layout.
     ``targets``/``num_landmarks``: a model trained with ``targets: "spine_corners"`` (K landmarks
-    from 4 heatmaps)."""
+    from 4 heatmaps). Deprecated: :class:`farnetlib.inference.Predictor` predicts images with any
+    backend (``Predictor(TorchBackend(model), preprocess)``, or ``Predictor.from_run``)."""
+    warnings.warn("farnetlib.engine.predict is deprecated: use farnetlib.inference.Predictor (from_run, predict)",
+                  DeprecationWarning, stacklevel=2)
     if image.ndim != 2:
         raise ValueError(f"predict expects a (H, W) grayscale image, got shape {image.shape}")
     model.eval()

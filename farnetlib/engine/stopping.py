@@ -135,10 +135,6 @@ class Stretches:
         self.row["stopped"] = stopped
         self._save()
 
-    @property
-    def total_wall_seconds(self) -> float:
-        return sum(float(r["wall_seconds"]) for r in self.rows) + self.row["wall_seconds"]
-
     def _save(self) -> None:
         if not self.write:
             return
