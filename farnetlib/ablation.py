@@ -77,7 +77,7 @@ def _parameters(run: dict) -> dict[str, int]:
     cfg = run["config"]
     k = int(run["predictions"]["landmark"].nunique())
     return architecture_parameter_counts(k, backbone=cfg["backbone"], fine_head_width=cfg.get("fine_head_width"),
-                                         decoder_width=cfg.get("decoder_width", 1.0))
+                                         head_scale=cfg.get("head_scale", cfg.get("decoder_width", 1.0)))
 
 
 def cost_table(runs: list[dict]) -> pd.DataFrame:

@@ -64,4 +64,4 @@ def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None
     """The FARNet a config describes for ``num_landmarks`` landmarks (its heatmaps: one per landmark,
     or as ``targets`` says; ``weights`` only for the backbone's initialisation)."""
     return farnet(cfg.heatmap_channels(num_landmarks), backbone=cfg.backbone, weights=weights, fine_head_width=cfg.fine_head_width,
-                  decoder_width=cfg.decoder_width)
+                  head_scale=cfg.head_scale)

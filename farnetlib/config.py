@@ -39,7 +39,7 @@ __all__ = ["TrainConfig", "ConfigError", "SECTIONS", "RESUMABLE_FIELDS", "read_j
 # and optimisation may not, except ``epochs`` (a run may be extended).
 SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "dataset_options", "ground_truth", "val_count", "split_seed", "missing", "outside", "partial"),
-    "model": ("backbone", "weights", "input_size", "intensity_range", "contrast", "fine_head_width", "decoder_width"),
+    "model": ("backbone", "weights", "input_size", "intensity_range", "contrast", "fine_head_width", "head_scale"),
     "loss": ("targets", "sigma", "sigma_coarse", "loss", "ewc_base", "coarse_weight", "fine_weight"),
     "optimisation": ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "milestones", "lr_gamma", "augment",
                      "augment_level", "schedule", "warmup_epochs", "progressive_epochs", "progressive_scale",
@@ -102,7 +102,7 @@ class TrainConfig:
     intensity_range: str = "0-1"  # values that meet the ImageNet mean/std; "0-255": the reference code's
     contrast: str = "none"  # "clahe": scikit-image adaptive histogram equalisation at the input size (beyond the paper)
     fine_head_width: int | None = None  # None: the reference width 64 + 32 + K; 64: farnet <= 0.1
-    decoder_width: float = 1.0  # multiplier of the aggregation/refinement widths; 1 = the paper (tests: 0.125)
+    head_scale: float = 1.0  # multiplier of the FARNet head's widths (aggregation, refinement); 1 = the paper (tests: 0.125)
     # targets and loss
     targets: str = "landmarks"  # one heatmap per landmark (FARNet) | "spine_corners": 4 corner-type heatmaps (beyond the paper)
     sigma: float = 10.0  # Gaussian SD in pixels of the fine (input-size) heatmap
@@ -251,8 +251,8 @@ class TrainConfig:
             raise bad("progressive_scale", "must be in (0, 1]")
         if self.time_limit is not None and not float(self.time_limit) > 0:
             raise bad("time_limit", "must be > 0 (minutes) or None")
-        if not self.decoder_width > 0:
-            raise bad("decoder_width", "must be > 0 (1 = the paper's decoder)")
+        if not self.head_scale > 0:
+            raise bad("head_scale", "must be > 0 (1 = the paper's widths)")
         if self.fine_head_width is not None and int(self.fine_head_width) < 1:
             raise bad("fine_head_width", "must be >= 1 or None (the reference width)")
         if self.run_name is not None and not is_single_name(self.run_name):
@@ -316,7 +316,8 @@ class TrainConfig:
         trained = {k: v for k, v in sorted(self.to_dict().items()) if k not in RESUMABLE_FIELDS
                    and not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}  # names from before a field stay the same
         trained.update(_legacy_option_fields(self.dataset, trained.pop("dataset_options")))
-        trained["reference_0_255"] = trained.pop("intensity_range") == "0-255"  # and from before the rename
+        trained["reference_0_255"] = trained.pop("intensity_range") == "0-255"  # and from before the renames
+        trained["decoder_width"] = trained.pop("head_scale")
         digest = hashlib.sha1(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:8]
         name = f"{self.dataset}-{self.backbone}-s{self.seed}-{digest}"
         return f"{name}-d{data_sha256[:8]}" if data_sha256 else name
@@ -474,6 +475,12 @@ def _upgrade_legacy(values: dict) -> dict:
             if owner == values.get("dataset", "synthetic"):  # (a --set hand_fold=2 overrides the file's fold)
                 options[option] = value
         values["dataset_options"] = options
+    if "decoder_width" in values:  # the name before head_scale (it read as the heatmap decoder's)
+        values = dict(values)
+        if "head_scale" in values:
+            raise ConfigError("config fields 'decoder_width' and 'head_scale' are one field (head_scale is its name now): "
+                              "keep head_scale")
+        values["head_scale"] = values.pop("decoder_width")
     if "reference_0_255" in values:
         values = dict(values)
         flag = values.pop("reference_0_255")

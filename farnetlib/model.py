@@ -61,23 +61,26 @@ class FARNet(nn.Module):
         allow_download: with the deprecated ``weights="imagenet"``, whether a missing cache file may be fetched.
         fine_head_width: channels of the fine head's 3x3 conv; ``None`` is the reference code's width,
             ``64 + 32 + num_landmarks`` (its input width).
-        decoder_width: a multiplier of every aggregation/refinement width (512, 1024, 2048, ... ;
+        head_scale: a multiplier of every aggregation/refinement width (512, 1024, 2048, ... ;
             at least 8 channels each). 1 is the paper's decoder (51.5 M of FARNet-resnet18's 62.7 M
             parameters); tests of engine behaviour use a small one (0.125: a 1.1 M head, 12.3 M in all).
     """
 
     def __init__(self, num_landmarks: int, backbone: str = "densenet121",
                  weights: str | os.PathLike | None = None, allow_download: bool = True,
-                 fine_head_width: int | None = None, decoder_width: float = 1.0) -> None:
+                 fine_head_width: int | None = None, head_scale: float = 1.0, decoder_width: float | None = None) -> None:
         super().__init__()
         if num_landmarks < 1:
             raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}")
-        if not decoder_width > 0:
-            raise ValueError(f"decoder_width must be > 0, got {decoder_width}")
-        self.decoder_width = float(decoder_width)
+        if decoder_width is not None:  # the name before head_scale, kept for one release
+            warnings.warn("FARNet(decoder_width=...) is now head_scale=...", DeprecationWarning, stacklevel=2)
+            head_scale = decoder_width
+        if not head_scale > 0:
+            raise ValueError(f"head_scale must be > 0, got {head_scale}")
+        self.head_scale = float(head_scale)
 
         def c(n: int) -> int:  # a decoder width, scaled
-            return n if decoder_width == 1 else max(8, int(round(n * decoder_width)))
+            return n if head_scale == 1 else max(8, int(round(n * head_scale)))
 
         self.num_landmarks = num_landmarks
         self.backbone_name = backbone

@@ -20,8 +20,8 @@ def tiny(tmp_path, **kw) -> TrainConfig:
     values = dict(dataset="synthetic", dataset_options=dict(TINY_SYNTHETIC), val_count=3, input_size=(64, 64),
                   sigma=2.0, epochs=2, batch_size=4,
                   backbone="resnet18", lr=1e-3, milestones=[1], results_dir=str(tmp_path), threads=THREADS,
-                  precision="fp32", decoder_width=0.125, backend="torch")  # auto (an export per run) is tested on its own
-    for name in ("decoder_width", "backend"):  # the tests run against older code too
+                  precision="fp32", head_scale=0.125, backend="torch")  # auto (an export per run) is tested on its own
+    for name in ("head_scale", "backend"):  # the tests run against older code too
         if name not in TrainConfig.__dataclass_fields__:
             del values[name]
     values.update(kw)

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {"dataset": "synthetic", "dataset_options": {"train": 8, "test": 3, "landmarks": 4, "image_size": [96, 80]},
         "val_count": 2, "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "epochs": 1,
         "milestones": [1], "threads": THREADS, "decoder": "quadratic",
-        "decoder_width": 0.125, "precision": "fp32", "backend": "torch"}
+        "head_scale": 0.125, "precision": "fp32", "backend": "torch"}
 
 
 def fake_run(backbone: str, loss: str, seed: int, val_mre: float, test_mre: float, seconds=(10.0, 12.0, 11.0)) -> dict:
@@ -205,7 +205,7 @@ def test_committed_isbi_ablation_study_is_the_issue_s_design():
 def test_committed_isbi_ablation_arm_runs_on_real_isbi_at_a_tiny_size(isbi_root, tmp_path):
     study = with_overrides(load_study(REPO / "configs" / "isbi2015_ablation.json"),
                            {"root": str(isbi_root), "input_size": [64, 64], "sigma": 1.0, "epochs": 1, "milestones": [1],
-                            "results_dir": str(tmp_path), "decoder_width": 0.125, "threads": THREADS, "backend": "torch"})
+                            "results_dir": str(tmp_path), "head_scale": 0.125, "threads": THREADS, "backend": "torch"})
     run = load_run(train_study(study, ["efficientnet_b0-ewc-s0"], progress=False)[0])
     assert run["metrics"]["splits"]["test1"]["n_images"] == 150 and np.isfinite(run["metrics"]["splits"]["test1"]["mre"])
     assert run["config"]["backbone"] == "efficientnet_b0" and run["metrics"]["val_count"] == 20

@@ -73,7 +73,7 @@ def test_hand_gpu_config_runs_three_folds_at_a_tiny_size_then_pools_every_test_i
     values.update(root=str(hand_root), input_size=[64, 64], sigma=2.0, epochs=1, milestones=[], batch_size=8,
                   backbone="resnet18", weights=None, missing="skip", num_workers=0, cache_dir=None,
                   results_dir=str(tmp_path), threads=THREADS, eval_batch_size=8, precision="fp32", channels_last=False,
-                  decoder_width=0.125, backend="torch")
+                  head_scale=0.125, backend="torch")
     run_dirs = train_folds(TrainConfig.from_dict(values), progress=False)
     assert [d.name for d in run_dirs] == [f"{values['run_name']}-fold{k}" for k in (1, 2, 3)]
     runs = [load_run(d) for d in run_dirs]

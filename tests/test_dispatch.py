@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 # one thread everywhere: the local executor's processes and the inline loop then compute bit for bit alike
 TINY = {"dataset": "synthetic", "dataset_options": {"train": 8, "test": 3, "landmarks": 4, "image_size": [96, 80]},
         "val_count": 2, "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "epochs": 2, "backbone": "resnet18",
-        "milestones": [1], "threads": 1, "decoder": "quadratic", "decoder_width": 0.125, "precision": "fp32",
+        "milestones": [1], "threads": 1, "decoder": "quadratic", "head_scale": 0.125, "precision": "fp32",
         "backend": "torch", "lr": 1e-3}
 ARMS = {"a-s0": {}, "b-mse": {"loss": "mse"}, "c-s1": {"seed": 1}}
 

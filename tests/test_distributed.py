@@ -15,7 +15,7 @@ def test_torchrun_two_processes_write_one_run_folder(tmp_path):
            "-m", "farnetlib.engine.cli", "train", "--set", "dataset=synthetic",
            'dataset_options={"train": 12, "test": 4, "landmarks": 5, "image_size": [96, 80]}', "val_count=4",
            "input_size=[64,64]", "sigma=2.0", "epochs=2", "batch_size=2", "backbone=resnet18", "lr=0.001",
-           "milestones=[1]", "threads=1", "device=cpu", f"results_dir={results}", "decoder_width=0.125",
+           "milestones=[1]", "threads=1", "device=cpu", f"results_dir={results}", "head_scale=0.125",
            "precision=\"fp32\""]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
@@ -67,7 +67,7 @@ def _step_parts():
     from farnetlib.model import FARNet
 
     torch.manual_seed(0)
-    model = FARNet(3, "resnet18", decoder_width=0.125).train()
+    model = FARNet(3, "resnet18", head_scale=0.125).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     coarse, fine = farnet_codecs((64, 64), sigma=2.0, sigma_coarse=2.0)
     ctx = StepContext(torch.device("cpu"), "fp32", False, (64, 64), fine, coarse, CoarseToFineLoss(EWCLoss(40.0)))

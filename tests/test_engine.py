@@ -11,6 +11,7 @@ from farnetlib.data import Synthetic, write_isbi_layout
 from farnetlib.engine import ConfigError, TrainConfig, evaluate, load_model, load_run, predict, train
 from farnetlib.engine.runs import RUN_FILES
 from farnetlib.engine.sources import carve_validation
+from farnetlib.model import FARNet
 from helpers import THREADS, tiny
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +140,7 @@ def test_isbi_test2_is_evaluated_from_the_official_layout_alone(tmp_path):
 def test_one_epoch_on_real_isbi_writes_a_complete_run(isbi_root, tmp_path):
     cfg = TrainConfig(dataset="isbi2015", root=str(isbi_root), input_size=(64, 64), sigma=1.0, epochs=1,
                       batch_size=8, backbone="resnet18", test_splits=["test1"], results_dir=str(tmp_path),
-                      run_name="isbi-real", threads=THREADS, decoder_width=0.125)  # FARNet's arithmetic: test_model
+                      run_name="isbi-real", threads=THREADS, head_scale=0.125)  # FARNet's arithmetic: test_model
     run = load_run(train(cfg, progress=False))
     assert set(run["metrics"]["splits"]) == {"val", "test1"}
     m = run["metrics"]["splits"]["test1"]
@@ -161,7 +162,7 @@ def test_committed_protocol_configs_run_at_a_tiny_size(name, tmp_path):
                   progressive_epochs=min(values.get("progressive_epochs", 0), 1),  # one half-size epoch, if any
                   warmup_epochs=min(values.get("warmup_epochs", 0), 1), milestones=[1],
                   weights=None, cache_dir=None, num_workers=0, test_splits=None, results_dir=str(tmp_path), threads=THREADS,
-                  decoder_width=0.125, backend="torch")  # the configs' code path, not FARNet's 61 M-parameter arithmetic
+                  head_scale=0.125, backend="torch")  # the configs' code path, not FARNet's 61 M-parameter arithmetic
     run = load_run(train(TrainConfig.from_dict(values), progress=False))
     assert np.isfinite(run["metrics"]["splits"]["test"]["mre"])
 
@@ -299,6 +300,19 @@ def test_reference_0_255_configs_load_as_intensity_range_and_keep_their_run_name
         TrainConfig.from_dict({**old, "reference_0_255": "yes"})
     with pytest.raises(ConfigError, match="intensity_range"):
         TrainConfig(intensity_range="0-256")
+
+
+def test_decoder_width_configs_load_as_head_scale_and_keep_their_run_names():
+    """The network's width multiplier was called decoder_width (it read as the heatmap decoder's): old
+    configs and run folders load, and the same command finds the same folder (names computed before)."""
+    assert TrainConfig(head_scale=0.125).default_run_name() == "synthetic-densenet121-s0-c061d096"
+    assert TrainConfig(head_scale=0.5).default_run_name() == "synthetic-densenet121-s0-46fc8f14"
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "head_scale"}
+    assert TrainConfig.from_dict({**old, "decoder_width": 0.125}) == TrainConfig(head_scale=0.125)
+    with pytest.raises(ConfigError, match="'decoder_width' and 'head_scale' are one field"):
+        TrainConfig.from_dict({**old, "decoder_width": 0.125, "head_scale": 0.25})
+    with pytest.warns(DeprecationWarning, match="head_scale"):
+        assert FARNet(2, backbone="resnet18", decoder_width=0.125).head_scale == 0.125
 
 
 def test_environment_records_accelerator_versions_and_all_packages(tiny_run):

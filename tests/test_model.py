@@ -14,7 +14,7 @@ def test_required_backbones_listed():
 
 @pytest.mark.parametrize("name", sorted(REQUIRED | {"efficientnet_b3"}))
 def test_both_outputs_have_expected_shapes(name):
-    model = FARNet(5, backbone=name, decoder_width=0.125).eval()  # shapes do not depend on the decoder's width
+    model = FARNet(5, backbone=name, head_scale=0.125).eval()  # shapes do not depend on the decoder's width
     with torch.no_grad():
         out = model(torch.randn(2, 3, 64, 96))
     assert out.coarse.shape == (2, 5, 32, 48)
@@ -28,18 +28,18 @@ def test_densenet121_taps_match_the_paper_channels():
 
 
 def test_full_width_farnet_has_the_reference_parameter_count_and_tests_use_a_narrow_decoder():
-    """decoder_width=1 (the paper) is the network the original code's forward uses (61.2 M parameters
+    """head_scale=1 (the paper) is the network the original code's forward uses (61.2 M parameters
     with densenet121, its redundant conv biases before BatchNorm aside); the engine tests' 1/8-width
     decoder keeps the backbone and shrinks only the aggregation and refinement widths."""
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(FARNet(19, backbone="densenet121")) == 61_210_470
-    full, narrow = FARNet(19, backbone="resnet18"), FARNet(19, backbone="resnet18", decoder_width=0.125)
+    full, narrow = FARNet(19, backbone="resnet18"), FARNet(19, backbone="resnet18", head_scale=0.125)
     assert count(full) == 62_729_766 and count(narrow) == 12_265_046
     assert count(full.backbone) == count(narrow.backbone)
 
 
 def test_gradients_reach_the_first_backbone_layer():
-    model = FARNet(3, backbone="densenet121", decoder_width=0.125)
+    model = FARNet(3, backbone="densenet121", head_scale=0.125)
     out = model(torch.randn(1, 3, 64, 64))
     (out.fine.mean() + out.coarse.mean()).backward()
     grad = model.backbone.features.conv0.weight.grad
@@ -53,7 +53,7 @@ def test_unknown_backbone_lists_known_ones():
 
 
 def test_input_not_multiple_of_32_fails():
-    model = FARNet(2, backbone="resnet18", decoder_width=0.125).eval()
+    model = FARNet(2, backbone="resnet18", head_scale=0.125).eval()
     with pytest.raises(ValueError, match="multiples of 32"):
         model(torch.zeros(1, 3, 60, 64))
 
@@ -92,7 +92,7 @@ def test_weights_from_path_and_missing_path(tmp_path):
     loaded = model.backbone.state_dict()  # every tensor of the extractor, loaded after construction
     assert loaded and all(torch.equal(v, reference[k]) for k, v in loaded.items())
     with pytest.warns(DeprecationWarning, match="farnet"):  # the constructor's weights, kept for one release
-        old = FARNet(2, backbone="resnet18", weights=path, decoder_width=0.125)
+        old = FARNet(2, backbone="resnet18", weights=path, head_scale=0.125)
     assert torch.all(old.backbone.conv1.weight == -0.5)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         farnet(2, backbone="resnet18", weights=tmp_path / "nope.pth")
@@ -102,6 +102,6 @@ def test_the_architectures_parameter_count_needs_no_model_in_memory():
     """Reports count the parameters of older runs on the meta device: the same numbers as a built model."""
     from farnetlib.model import architecture_parameter_counts, parameter_counts
 
-    built = parameter_counts(farnet(5, backbone="resnet18", decoder_width=0.125, fine_head_width=16))
-    assert architecture_parameter_counts(5, backbone="resnet18", decoder_width=0.125, fine_head_width=16) == built
+    built = parameter_counts(farnet(5, backbone="resnet18", head_scale=0.125, fine_head_width=16))
+    assert architecture_parameter_counts(5, backbone="resnet18", head_scale=0.125, fine_head_width=16) == built
     assert built["backbone"] > 0 and built["head"] == built["total"] - built["backbone"]

@@ -82,7 +82,7 @@ def dots(tmp_path):
 
 def test_a_dataset_registered_outside_the_library_trains_reports_predicts_and_converts(dots, tmp_path, capsys):
     sets = ["dataset=\"dots\"", f"root=\"{dots}\"", "input_size=[64,64]", "epochs=2", "batch_size=4", "val_count=3",
-            "backbone=\"resnet18\"", "decoder_width=0.125", "sigma=2.0", "milestones=[1]", f"threads={THREADS}",
+            "backbone=\"resnet18\"", "head_scale=0.125", "sigma=2.0", "milestones=[1]", f"threads={THREADS}",
             "precision=\"fp32\"", "backend=\"torch\"", f"results_dir=\"{tmp_path / 'runs'}\"", "run_name=\"dots\""]
     farnet_cli(["train", "--set", *sets])
     run_dir = tmp_path / "runs" / "dots"

@@ -11,7 +11,7 @@ from helpers import THREADS
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"dataset_options": {"train": 10, "test": 4, "landmarks": 5, "image_size": [96, 80]}, "val_count": 3,
         "input_size": [64, 64], "sigma": 2.0, "batch_size": 4, "threads": THREADS,
-        "decoder_width": 0.125, "backend": "torch"}  # the export path (backend auto): test_engine, the hand cv test
+        "head_scale": 0.125, "backend": "torch"}  # the export path (backend auto): test_engine, the hand cv test
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_quickstart_notebook(tmp_path):
     from farnetlib.reproduce import quickstart
 
     path = quickstart(str(tmp_path / "qs"), epochs=1, n_train=10, n_test=4, val_count=3, input_size=[64, 64],
-                      image_size=[96, 80], backbone="resnet18", decoder_width=0.125, threads=THREADS)
+                      image_size=[96, 80], backbone="resnet18", head_scale=0.125, threads=THREADS)
     assert path == tmp_path / "qs" / "00_quickstart.ipynb" and path.is_file()
     summary = json.loads((tmp_path / "qs" / "quickstart_summary.json").read_text())
     assert np.isfinite(summary["test_mre_mm"]) and summary["epochs"] == 1
@@ -123,7 +123,7 @@ def test_ablation_study_then_tables_notebooks(tmp_path):
 
 def test_train_notebook_on_real_isbi_then_tables(isbi_root, tmp_path):
     over = {"input_size": [64, 64], "sigma": 1.0, "epochs": 1, "batch_size": 8, "backbone": "resnet18",
-            "test_splits": ["test1"], "threads": THREADS, "decoder_width": 0.125, "backend": "torch"}
+            "test_splits": ["test1"], "threads": THREADS, "head_scale": 0.125, "backend": "torch"}
     run_nb("02_train", tmp_path, dataset="isbi2015", root=str(isbi_root), overrides=over, run_name="isbi-nb",
            results_dir=str(tmp_path / "runs"))
     run_nb("04_tables_and_figures", tmp_path, runs=[str(tmp_path / "runs" / "isbi-nb")], out_dir=str(tmp_path / "out"))
@@ -161,7 +161,7 @@ def test_inside_farnet_notebook_writes_every_figure(tmp_path):
     out = tmp_path / "inside"
     executed = run_nb("05_inside_farnet", tmp_path, run_dir=None, quickstart_run=str(tmp_path / "no-quickstart-here"),
                       train_epochs=1, train_images=10, input_size=[64, 64], landmarks_to_show=[0, 2], out_dir=str(out),
-                      decoder_width=0.125, threads=THREADS)
+                      head_scale=0.125, threads=THREADS)
     assert "barely trained" in _rendered(executed)[0]  # one epoch: the notebook says its lessons may not hold
     figures = {p.name: p.stat().st_size for p in (out / "figures").glob("*.png")}
     expected = {"targets.png", "ewc_loss.png", "parameters_per_stage.png", "coarse_vs_fine.png", "decoders.png",
@@ -190,7 +190,7 @@ def test_spine_gpu_config_at_a_tiny_size_then_spine_tables_and_figures(aasce_roo
     values = json.loads((REPO / "configs" / "aasce_gpu.json").read_text())
     values.update(root=str(aasce_root), weights=None, input_size=[64, 32], sigma=1.0, epochs=1, batch_size=16,
                   backbone="resnet18", lr=1e-3, precision="fp32", channels_last=False, num_workers=0, cache_dir=None,
-                  results_dir=str(tmp_path), threads=THREADS, decoder_width=0.125, backend="torch")
+                  results_dir=str(tmp_path), threads=THREADS, head_scale=0.125, backend="torch")
     run = load_run(train(TrainConfig.from_dict(values), progress=False))
     assert run["metrics"]["train_count"] == 481 - 48 and run["metrics"]["val_count"] == 48
     test = run["metrics"]["splits"]["test"]
@@ -233,7 +233,7 @@ def test_hand_cpu_protocol_through_farnet_cv_then_crossval_tables_and_figures(ha
     assert exe, "the farnet console script is not installed next to this Python"
     sets = [f"root={json.dumps(str(hand_root))}", "input_size=[64,64]", "sigma=2.0", "epochs=1", "warmup_epochs=0", "milestones=[]",
             "batch_size=8", "backbone=resnet18", f"results_dir={json.dumps(str(tmp_path / 'runs'))}",
-            "decoder_width=0.125", f"threads={THREADS}", "run_name=\"hand_xray_cpu\""]
+            "head_scale=0.125", f"threads={THREADS}", "run_name=\"hand_xray_cpu\""]
     proc = subprocess.run([exe, "cv", "--config", str(REPO / "configs" / "hand_xray_cpu.json"), "--set", *sets],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -258,7 +258,7 @@ def test_your_own_data_notebook(tmp_path):
     """Notebook 06 on its demo copy (a tenth of the landmark cells empty): verify, train, tables, figures, predict."""
     out = tmp_path / "own"
     executed = run_nb("06_your_own_data", tmp_path, out_dir=str(out), epochs=1, input_size=[64, 64],
-                      decoder_width=0.125, val_count=3, demo_images=12, demo_landmarks=5, demo_image_size=[96, 80],
+                      head_scale=0.125, val_count=3, demo_images=12, demo_landmarks=5, demo_image_size=[96, 80],
                       threads=THREADS, run_name="own_data")
     outputs = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
     # headless (papermill): no per-batch bars, the one line per epoch instead
@@ -277,7 +277,7 @@ def test_your_own_data_notebook(tmp_path):
 def test_your_own_data_notebook_reruns_with_new_settings(tmp_path):
     """Issue 41: notebook 06 re-run with other settings trains a new run (it had a fixed run_name: a traceback)."""
     out = tmp_path / "own"
-    small = dict(out_dir=str(out), input_size=[64, 64], decoder_width=0.125, val_count=3, demo_images=12,
+    small = dict(out_dir=str(out), input_size=[64, 64], head_scale=0.125, val_count=3, demo_images=12,
                  demo_landmarks=5, demo_image_size=[96, 80], threads=THREADS)
     run_nb("06_your_own_data", tmp_path, epochs=1, **small)
     run_nb("06_your_own_data", tmp_path, epochs=2, **small)
@@ -302,7 +302,7 @@ def test_train_tables_and_inside_notebooks_on_a_generic_csv_copy(tmp_path):
     root = tmp_path / "own"
     write_demo_dataset(root, n=14, num_landmarks=5, missing_every=10, splits=["train"] * 11 + ["test"] * 3)
     over = {"input_size": [64, 64], "sigma": 2.0, "epochs": 1, "batch_size": 4, "backbone": "resnet18",
-            "val_count": 3, "threads": THREADS, "decoder_width": 0.125, "backend": "torch"}
+            "val_count": 3, "threads": THREADS, "head_scale": 0.125, "backend": "torch"}
     run_nb("02_train", tmp_path, dataset="csv", root=str(root), overrides=over, run_name="csv-nb",
            results_dir=str(tmp_path / "runs"))
     run_dir = tmp_path / "runs" / "csv-nb"

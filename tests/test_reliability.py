@@ -658,7 +658,7 @@ def test_39_u_stopped_runs_exit_3_and_a_limit_that_fits_no_epoch_says_so(tmp_pat
     args = ["train", "--set", f"results_dir=\"{tmp_path}\"", "run_name=\"lim\"", "dataset=\"synthetic\"",
             f"dataset_options={json.dumps({'train': 10, 'test': 4, 'landmarks': 5, 'image_size': [96, 80]})}",
             "val_count=3", "input_size=[64,64]", "sigma=2.0", "epochs=3", "batch_size=4", "backbone=\"resnet18\"",
-            "decoder_width=0.125", "precision=\"fp32\"", "backend=\"torch\"", "threads=1", "milestones=[1]",
+            "head_scale=0.125", "precision=\"fp32\"", "backend=\"torch\"", "threads=1", "milestones=[1]",
             "--time-limit", "0.001"]
     with pytest.raises(SystemExit) as stop:
         main(args)  # the first epoch has no estimate: it runs, then the limit stops the run
@@ -766,7 +766,7 @@ def test_41_a_training_logged_to_a_file_has_no_progress_bars(tmp_path):
     cmd = [sys.executable, "-m", "farnetlib.engine.cli", "train", "--set", f"results_dir=\"{tmp_path}\"",
            "run_name=\"log\"", f"dataset_options={json.dumps({'train': 10, 'test': 4, 'landmarks': 5, 'image_size': [96, 80]})}",
            "val_count=3", "input_size=[64,64]", "sigma=2.0", "epochs=2", "batch_size=4", "backbone=\"resnet18\"",
-           "decoder_width=0.125", "precision=\"fp32\"", "backend=\"torch\"", "threads=1", "milestones=[1]"]
+           "head_scale=0.125", "precision=\"fp32\"", "backend=\"torch\"", "threads=1", "milestones=[1]"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "FARNET_PROGRESS": ""})
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr + proc.stdout
