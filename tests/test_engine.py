@@ -255,7 +255,7 @@ def test_a_finished_run_committed_without_checkpoints_is_still_finished(tiny_run
 
 
 def test_validation_images_do_not_change_with_the_training_seed(tmp_path):
-    from farnetlib.engine.data import build_train_data
+    from farnetlib.engine.loaders import build_train_data
     from farnetlib.engine.distributed import Process
 
     proc = Process(device=torch.device("cpu"))

@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                  "farnetlib.ablation", "farnetlib.pilots", "farnetlib.nbutil",
                  "farnetlib.folder_prediction", "farnetlib.run_report")),
     ("entry points", ("farnetlib.reproduce", "farnetlib.engine.cli", "farnetlib.data.__main__", "farnetlib",
-                      "farnetlib.engine.config", "farnetlib.engine.precision", "farnetlib.engine.folder")),  # the last: moved names
+                      "farnetlib.engine.config", "farnetlib.engine.precision", "farnetlib.engine.folder",
+                      "farnetlib.engine.data")),  # the last: moved names
 ]
 
 
@@ -143,6 +144,27 @@ def test_the_command_line_answers_help_without_loading_torch():
             "import farnetlib, farnetlib.engine; print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+MOVED = {"farnetlib.engine.config": "farnetlib.config", "farnetlib.engine.precision": "farnetlib.precision",
+         "farnetlib.engine.folder": "farnetlib.folder_prediction", "farnetlib.engine.data": "farnetlib.engine.loaders"}
+
+
+def test_moved_modules_keep_their_old_names_for_one_release():
+    """Each old name is the new module itself (monkeypatching either patches both), with a DeprecationWarning."""
+    code = ("import importlib, warnings, json, sys\n"
+            "out = {}\n"
+            "for old, new in json.loads(sys.argv[1]).items():\n"
+            "    with warnings.catch_warnings(record=True) as caught:\n"
+            "        warnings.simplefilter('always')\n"
+            "        module = importlib.import_module(old)\n"
+            "    out[old] = [module is importlib.import_module(new),\n"
+            "                any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)]\n"
+            "print(json.dumps(out))")
+    import json
+
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(MOVED)], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {old: [True, True] for old in MOVED}
 
 
 def test_the_parsers_executor_choices_are_the_dispatchers():

@@ -24,7 +24,7 @@ from ..model import FARNet
 from ..ceph import source_clinical_metrics
 from ..spine import spine_metrics
 from ..config import ConfigError, TrainConfig
-from .data import open_test_splits
+from .loaders import open_test_splits
 from ..checkpoint import build_model, load_checkpoint, load_model, selected_checkpoint
 from ..data.io import read_json_record, write_atomic
 from .runs import run_lock

@@ -30,7 +30,7 @@ from ..progress import log, tqdm
 from ..losses import CoarseToFineLoss, build_loss
 from ..model import parameter_counts
 from ..config import RESUMABLE_FIELDS, ConfigError, TrainConfig
-from .data import TrainData, build_train_data
+from .loaders import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
 from .evaluation import backend_heatmaps, build_model, evaluate_splits, predict_source, split_metrics
 from ..precision import allocator, make_scaler, to_layout
