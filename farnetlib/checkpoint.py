@@ -51,13 +51,16 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, Tr
     return model, cfg
 
 
-def load_checkpoint(checkpoint: str | Path, device: str = "auto") -> tuple[FARNet, TrainConfig, dict]:
-    """:func:`load_model`, plus the checkpoint's other entries (selected epoch, validation MRE)."""
+def load_checkpoint(checkpoint: str | Path, device: str = "auto",
+                    channels_last: bool | None = None) -> tuple[FARNet, TrainConfig, dict]:
+    """:func:`load_model`, plus the checkpoint's other entries (selected epoch, validation MRE);
+    ``channels_last``: the model's memory layout (None: the checkpoint config's ``eval_channels_last``)."""
     ckpt = read_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = build_model(cfg, ckpt["num_landmarks"])
     model.load_state_dict(ckpt.pop("model"))
-    return to_layout(model.to(resolve_device(device)), cfg.eval_channels_last).eval(), cfg, ckpt
+    layout = cfg.eval_channels_last if channels_last is None else channels_last
+    return to_layout(model.to(resolve_device(device)), layout).eval(), cfg, ckpt
 
 
 def build_model(cfg: TrainConfig, num_landmarks: int, weights: str | None = None) -> FARNet:

@@ -354,7 +354,8 @@ def spine_decoder_report(run_dir: str | Path, decoders: tuple[str, ...] = SPINE_
     from dataclasses import replace
 
     from .engine.evaluation import evaluate, load_model, predict_source, split_metrics
-    from .engine.runs import load_run, selected_checkpoint
+    from .checkpoint import selected_checkpoint
+    from .engine.runs import load_run
     from .engine.sources import build_source, validation_split
     from .plots import save, spines_before_after
     from .reporting import worst_images, write_table

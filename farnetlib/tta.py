@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from .data.registry import get_dataset
 from .engine.evaluation import load_checkpoint, predict_source, split_metrics
 from .inference import fine_heatmaps
-from .engine.runs import read_json_record, selected_checkpoint
+from .checkpoint import selected_checkpoint
+from .data.io import read_json_record
 from .engine.sources import build_source, validation_split
 
 __all__ = ["TTA", "tta_heatmaps", "candidates", "tta_validation", "tta_evaluate"]

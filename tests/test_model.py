@@ -31,11 +31,12 @@ def test_full_width_farnet_has_the_reference_parameter_count_and_tests_use_a_nar
     """head_scale=1 (the paper) is the network the original code's forward uses (61.2 M parameters
     with densenet121, its redundant conv biases before BatchNorm aside); the engine tests' 1/8-width
     decoder keeps the backbone and shrinks only the aggregation and refinement widths."""
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(FARNet(19, backbone="densenet121")) == 61_210_470
-    full, narrow = FARNet(19, backbone="resnet18"), FARNet(19, backbone="resnet18", head_scale=0.125)
-    assert count(full) == 62_729_766 and count(narrow) == 12_265_046
-    assert count(full.backbone) == count(narrow.backbone)
+    from farnetlib.model import architecture_parameter_counts as counts  # built on the meta device: no memory
+
+    assert counts(19, backbone="densenet121")["total"] == 61_210_470
+    full, narrow = counts(19, backbone="resnet18"), counts(19, backbone="resnet18", head_scale=0.125)
+    assert full["total"] == 62_729_766 and narrow["total"] == 12_265_046
+    assert full["backbone"] == narrow["backbone"]
 
 
 def test_gradients_reach_the_first_backbone_layer():
@@ -75,7 +76,7 @@ def test_imagenet_weights_load_from_torch_cache(tmp_path, monkeypatch):
     dest = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
     dest.parent.mkdir(parents=True)
     torch.save(ref.state_dict(), dest)
-    model = farnet(2, backbone="resnet18", weights="imagenet", allow_download=False)
+    model = farnet(2, backbone="resnet18", weights="imagenet", allow_download=False, head_scale=0.125)
     assert torch.all(model.backbone.conv1.weight == 0.125)
 
 
@@ -86,7 +87,7 @@ def test_weights_from_path_and_missing_path(tmp_path):
     torch.nn.init.constant_(ref.conv1.weight, -0.5)
     path = tmp_path / "r18.pth"
     torch.save(ref.state_dict(), path)
-    model = farnet(2, backbone="resnet18", weights=path)
+    model = farnet(2, backbone="resnet18", weights=path, head_scale=0.125)
     assert torch.all(model.backbone.conv1.weight == -0.5)
     reference = ref.state_dict()
     loaded = model.backbone.state_dict()  # every tensor of the extractor, loaded after construction
@@ -95,7 +96,7 @@ def test_weights_from_path_and_missing_path(tmp_path):
         old = FARNet(2, backbone="resnet18", weights=path, head_scale=0.125)
     assert torch.all(old.backbone.conv1.weight == -0.5)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        farnet(2, backbone="resnet18", weights=tmp_path / "nope.pth")
+        farnet(2, backbone="resnet18", weights=tmp_path / "nope.pth", head_scale=0.125)
 
 
 def test_the_architectures_parameter_count_needs_no_model_in_memory():

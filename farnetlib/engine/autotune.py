@@ -25,7 +25,7 @@ import torch
 
 from ..config import TrainConfig
 from ..precision import autocast, cpu_flags, cpu_has_native_bf16, resolve_precision, to_layout
-from .runs import write_atomic
+from ..data.io import write_atomic
 
 __all__ = ["Execution", "choose_execution", "candidates", "save_execution"]
 

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 from ..progress import log
 from ..config import ConfigError, TrainConfig
-from .runs import write_atomic
+from ..data.io import write_atomic
 
 __all__ = ["EXECUTORS", "Launcher", "Unit", "TrainUnit", "train_in_turn", "dispatch", "unit_status", "status_lines",
            "slurm_executor", "jobs_record_path", "launcher_from_dict"]

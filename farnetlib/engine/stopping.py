@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..progress import log
-from .runs import git_commit, write_atomic
+from ..data.io import write_atomic
+from .runs import git_commit
 
 __all__ = ["StopControl", "Stretches", "Deadline", "estimate_epoch_seconds", "previous_history"]
 

@@ -32,10 +32,12 @@ from ..model import parameter_counts
 from ..config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from .loaders import TrainData, build_train_data
 from .distributed import Process, broadcast_object, setup_process, teardown_process
-from .evaluation import backend_heatmaps, build_model, evaluate_splits, predict_source, split_metrics
+from ..checkpoint import build_model, load_checkpoint, read_checkpoint
+from ..data.io import atomic_path, read_json_record, write_atomic
+from .evaluation import backend_heatmaps, evaluate_splits, predict_source, split_metrics
 from ..precision import allocator, make_scaler, to_layout
 from .autotune import choose_execution, save_execution
-from .runs import atomic_path, environment, read_checkpoint, read_json_record, run_lock, write_atomic
+from .runs import environment, run_lock
 from .schedule import build_schedule
 from .sources import config_data_identity, data_identity
 from .steps import LOSS_KEYS, StepContext, train_step
@@ -435,10 +437,7 @@ def _save_last(trainer: _Trainer, data: TrainData, cfg: TrainConfig, epoch: int,
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, data: TrainData, device: torch.device, progress: bool) -> None:
     """Load the checkpoint selected on validation and evaluate val + each test split once."""
     t0 = time.perf_counter()
-    state = read_checkpoint(run_dir / "checkpoints" / "best.pt")
-    model = to_layout(build_model(cfg, data.source.num_landmarks), cfg.eval_channels_last)
-    model.load_state_dict(state["model"])
-    model.to(device)
+    model, _, state = load_checkpoint(run_dir / "checkpoints" / "best.pt", str(device), cfg.eval_channels_last)
     export_dir, had_export = run_dir / "export", (run_dir / "export").exists()
     heatmaps, execution = backend_heatmaps(run_dir, cfg.backend, cfg.backend_precision, str(device))
     frames, metrics = evaluate_splits(model, cfg, data.source, data.val_idx, data.cache, progress, data.test_sources,
