@@ -100,7 +100,7 @@ class RunReport:
         write_table(layout.set_index(["run", "split"]), self.tables_dir, "summary",
                     caption="MRE (± SD) and SDR per run and split")
         section = Section()
-        section.table(layout)
+        section.table(layout.set_index(["run", "split"]))
         return section
 
     def learning_curves(self) -> Section:
