@@ -157,6 +157,9 @@ def pilot_report(study_file: str) -> list[Path]:
     out = reference_folder(study.base.results_dir)  # the committed pilot runs, and their tables beside them
     study = with_overrides(study, {"results_dir": str(out)})
     table = pilot_table(study, raw)
+    if table.empty:
+        raise FileNotFoundError(f"{study_file}: no arm of the study has started under {out}; train them first: "
+                                f"farnet study --config {study_file}")
     caption = (f"{study.name}: validation MRE at equal time = best validation MRE among the epochs ended within "
                f"{table.attrs['equal_time_minutes']:.1f} min of training + validation (the shortest arm); "
                f"no test split was evaluated. {raw.get('description', '')}")
@@ -516,6 +519,16 @@ def main() -> None:
     c.add_argument("--out-dir", default="results/clinical")
     c.add_argument("--class-ground-truth", default="senior", choices=("senior", "junior", "mean"))
     args = ap.parse_args()
+    from .engine.cli import user_errors
+
+    try:
+        _run(args)
+    except user_errors() as err:  # a missing run, config or data: one line, as farnet says it
+        print(f"reproduce: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.cmd == "quickstart":
         quickstart(args.out_dir)
     elif args.cmd == "study":

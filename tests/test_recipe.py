@@ -193,3 +193,19 @@ def test_config_sections_cover_every_field_once_and_decide_what_may_change_on_re
     for run in ("isbi2015_cpu/isbi2015_cpu", "isbi2015_cpu/isbi2015_cpu_recipe2", "aasce_cpu/aasce_cpu"):
         cfg = TrainConfig.from_dict(json.loads((repo / "results" / run / "config.json").read_text()))
         assert cfg.section("model")["backbone"] == "densenet121"
+
+
+def test_the_pilot_report_of_a_study_nobody_ran_says_so_in_one_line(tmp_path):
+    """`reproduce pilots` on a study whose arms have not started: what to run, not a KeyError."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    study = json.loads((Path(__file__).parents[1] / "configs/pilots/aasce_size.json").read_text())
+    study["base"]["results_dir"] = str(tmp_path / "pilots")
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    done = subprocess.run([sys.executable, "-m", "farnetlib.reproduce", "pilots", "--study", str(path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "no arm of the study has started" in done.stderr and f"farnet study --config {path}" in done.stderr
