@@ -69,27 +69,37 @@ class GaussianHeatmapEncoder:
     __call__ = encode
 
 
+def _builds(cls, fixed: tuple[str, ...]):
+    """Mark a factory as building ``cls`` with the ``fixed`` keywords set by its name or the data
+    (the rest of ``cls``'s keywords are the parameters a config may give it)."""
+    def mark(factory):
+        factory.decoder_class, factory.fixed = cls, fixed
+        return factory
+
+    return mark
+
+
+@_builds(OrderedSpineDecoder, ("mode",))
 def _spine_ordered(num_landmarks: int | None = None, **params):
     return OrderedSpineDecoder(mode="assign", **params)
 
 
+@_builds(OrderedSpineDecoder, ("mode",))
 def _spine_peaks(num_landmarks: int | None = None, **params):
     return OrderedSpineDecoder(mode="peaks", **params)
 
 
+@_builds(CornerTypeDecoder, ("vertebrae",))
 def _spine_corners(num_landmarks: int | None = None, **params):
     if num_landmarks is None or num_landmarks % 4:
         raise ValueError(f"the spine_corners decoder needs the number of landmarks (vertebrae x 4 corners), got {num_landmarks}")
     return CornerTypeDecoder(vertebrae=num_landmarks // 4, **params)
 
 
-# name -> factory(**parameters); the parameters a config may set are the constructor's keywords (decoder_parameters)
+# name -> a decoder class, or a factory that builds one (``_builds``); the parameters a config may set
+# are the class's constructor keywords (decoder_parameters)
 DECODERS = {"argmax": ArgmaxDecoder, "quadratic": QuadraticDecoder, "dark": DarkDecoder,
             "spine_ordered": _spine_ordered, "spine_peaks": _spine_peaks, "spine_corners": _spine_corners}
-_DECODER_CLASSES = {"argmax": ArgmaxDecoder, "quadratic": QuadraticDecoder, "dark": DarkDecoder,
-                    "spine_ordered": OrderedSpineDecoder, "spine_peaks": OrderedSpineDecoder,
-                    "spine_corners": CornerTypeDecoder}
-_FIXED = {"spine_ordered": ("mode",), "spine_peaks": ("mode",), "spine_corners": ("vertebrae",)}  # set by the name / data
 
 DecoderSpec = str | dict  # "dark", or {"name": "dark", "blur_kernel": 7}
 
@@ -111,9 +121,10 @@ def decoder_parameters(name: str) -> tuple[str, ...]:
     """The parameters a config may give decoder ``name`` (its constructor's keywords)."""
     if name not in DECODERS:
         raise ValueError(f"unknown decoder {name!r}; known decoders: {', '.join(DECODERS)}")
-    cls = _DECODER_CLASSES[name]
+    factory = DECODERS[name]
+    cls, fixed = getattr(factory, "decoder_class", factory), getattr(factory, "fixed", ())
     names = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "args", "kwargs")]
-    return tuple(n for n in names if n not in _FIXED.get(name, ()))
+    return tuple(n for n in names if n not in fixed)
 
 
 def build_decoder(spec: DecoderSpec, num_landmarks: int | None = None):
