@@ -7,17 +7,23 @@ from pathlib import Path
 
 from .data.registry import default_data_root
 
-__all__ = ["chdir_repo_root", "default_data_root", "compact_figures", "interactive_figure", "show"]
+__all__ = ["repo_root", "chdir_repo_root", "default_data_root", "compact_figures", "interactive_figure", "show"]
 
 
-def chdir_repo_root() -> Path:
-    """Change to the repository root (the folder with farnetlib's pyproject.toml) and return it."""
+def repo_root() -> Path:
+    """The repository root: the folder at or above the working directory with farnetlib's pyproject.toml."""
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "farnetlib").is_dir():
-            os.chdir(folder)
             return folder
-    raise FileNotFoundError(f"no farnet repository root above {here}")
+    raise FileNotFoundError(f"no farnet repository root at or above {here}: run from inside the repository")
+
+
+def chdir_repo_root() -> Path:
+    """Change to the repository root (:func:`repo_root`) and return it."""
+    root = repo_root()
+    os.chdir(root)
+    return root
 
 
 def compact_figures(dpi: int = 100, quality: int = 70) -> None:

@@ -60,19 +60,11 @@ import pandas as pd
 import papermill as pm
 
 from .data.registry import get_dataset
+from .nbutil import repo_root
 
 __all__ = ["run_notebook", "quickstart", "reproduce_dataset", "reproduce_study", "pilot_report",
            "uncertainty_report", "tta_report", "clinical_report", "spine_decoder_report"]
 
-
-
-def repo_root() -> Path:
-    """The repository root: the folder above the working directory with farnetlib's pyproject.toml."""
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "farnetlib").is_dir():
-            return folder
-    raise FileNotFoundError(f"no farnet repository root at or above {here}: run from inside the repository")
 
 
 def at_repo_root(func):

@@ -81,6 +81,7 @@ class RunReport:
         self.tables_dir, self.figures_dir = Path(out_dir) / "tables", Path(out_dir) / "figures"
         self.reference_runs = reference_runs or {}
         self.summary = summary_table(runs)
+        self._rater_sources: dict[tuple[str, str], object] = {}
 
     @classmethod
     def from_folders(cls, patterns: Sequence[str | Path], out_dir: str | Path, worst_cases: int = 4,
@@ -179,6 +180,13 @@ class RunReport:
                 section.figure(fig, self.figures_dir / f"confidence-{run['name']}-{split}.png", show=len(self.runs) <= 2)
         return section
 
+    def _both_raters(self, run: dict, split: str):
+        """The split with both raters' landmarks, opened once for the observer and clinical sections."""
+        key = (run["name"], split)
+        if key not in self._rater_sources:
+            self._rater_sources[key] = run_source(run["config"], split, ground_truth="mean")
+        return self._rater_sources[key]
+
     def _two_rater_runs(self) -> list[dict]:
         return self._runs_where(lambda spec: len(spec.raters) == 2)
 
@@ -194,7 +202,7 @@ class RunReport:
         for run in runs:
             for split in [s for s in _test_splits(run) if s in get_dataset(run["config"]["dataset"]).splits]:
                 try:
-                    source = run_source(run["config"], split, ground_truth="mean")  # both doctors' points
+                    source = self._both_raters(run, split)
                 except (DatasetError, TypeError) as err:
                     section.note(f"{run['name']} {split}: inter-observer comparison skipped ({err})")
                     continue
@@ -222,7 +230,7 @@ class RunReport:
         for run in runs:
             for split in _test_splits(run):
                 try:
-                    source = run_source(run["config"], split, ground_truth="mean")  # both doctors' landmarks
+                    source = self._both_raters(run, split)
                 except (DatasetError, TypeError) as err:
                     section.note(f"{run['name']} {split}: clinical measurements skipped ({err})")
                     continue
